@@ -1,0 +1,2 @@
+-- name: schema__ping :one
+SELECT 1::int AS ok

@@ -1,0 +1,243 @@
+//! Configuration: every `CODEXK8S_*` variable parsed once into one typed [`Config`], validated at
+//! start-up. All problems are reported together, each naming its variable and how to fix it.
+//! Secrets are wrapped so that printing the configuration never reveals them.
+
+mod env;
+mod reader;
+mod secret;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use env::{EnvSource, ProcessEnv};
+pub use secret::{DatabaseUrl, Secret};
+
+use reader::Reader;
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err("expected `json` or `text`".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Json => "json",
+            Self::Text => "text",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info,codex_k8s=debug`.
+    pub filter: String,
+}
+
+/// Settings of the job queue consumers that every role runs (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Jobs one process runs at once.
+    pub concurrency: usize,
+    /// Most jobs claimed in one round trip.
+    pub claim_batch: usize,
+    /// How long a claimed job stays leased without a heartbeat.
+    pub lease: Duration,
+    /// Fallback poll when no NOTIFY arrives.
+    pub poll_interval: Duration,
+    /// How often expired leases are looked for.
+    pub rescue_interval: Duration,
+    /// Time running jobs get to finish on SIGTERM before they are handed back.
+    pub shutdown_grace: Duration,
+    /// How long succeeded jobs are kept.
+    pub succeeded_retention: Duration,
+    /// How long dead jobs are kept for staff to inspect and retry.
+    pub dead_retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// A leader that stops renewing loses its lease after this long.
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http_addr: SocketAddr,
+    pub public_url: url::Url,
+    pub log: LogConfig,
+    pub otlp_endpoint: Option<url::Url>,
+    pub queue: QueueConfig,
+    pub leader: LeaderConfig,
+}
+
+/// One variable that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.variable, self.problem)
+    }
+}
+
+/// Every problem found in the environment, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigErrors> {
+        let mut r = Reader::new(env);
+        let database_url: Option<DatabaseUrl> = r.required_secret(
+            "CODEXK8S_DATABASE_URL",
+            "postgres://codex:secret@127.0.0.1:5432/codex_k8s",
+        );
+        let max_connections = r.ranged("CODEXK8S_DATABASE_MAX_CONNECTIONS", 20, 1..=1000);
+        let acquire_timeout =
+            r.duration("CODEXK8S_DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5));
+        let http_addr = r.or_default(
+            "CODEXK8S_HTTP_ADDR",
+            "0.0.0.0:8080".parse().expect("valid literal"),
+        );
+        let public_url = r.or_default(
+            "CODEXK8S_PUBLIC_URL",
+            url::Url::parse("http://localhost:8080").expect("valid literal"),
+        );
+        let log = LogConfig {
+            format: r.or_default("CODEXK8S_LOG_FORMAT", LogFormat::Json),
+            filter: r.filter("CODEXK8S_LOG_FILTER", "info"),
+        };
+        let otlp_endpoint = r.optional("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let lease = r.duration("CODEXK8S_QUEUE_LEASE", Duration::from_secs(30));
+        let queue = QueueConfig {
+            concurrency: r.ranged("CODEXK8S_QUEUE_CONCURRENCY", 16, 1..=10_000),
+            claim_batch: r.ranged("CODEXK8S_QUEUE_CLAIM_BATCH", 32, 1..=1_000),
+            lease,
+            poll_interval: r.duration("CODEXK8S_QUEUE_POLL_INTERVAL", Duration::from_secs(2)),
+            rescue_interval: r.duration("CODEXK8S_QUEUE_RESCUE_INTERVAL", Duration::from_secs(10)),
+            shutdown_grace: r.duration("CODEXK8S_SHUTDOWN_GRACE", Duration::from_secs(20)),
+            succeeded_retention: r.duration(
+                "CODEXK8S_JOBS_RETENTION",
+                Duration::from_secs(7 * 24 * 3600),
+            ),
+            dead_retention: r.duration(
+                "CODEXK8S_DEAD_JOBS_RETENTION",
+                Duration::from_secs(30 * 24 * 3600),
+            ),
+        };
+        if lease < Duration::from_secs(1) {
+            r.problem(
+                "CODEXK8S_QUEUE_LEASE",
+                "must be at least 1s: heartbeats run at a third of it",
+            );
+        }
+        let leader = LeaderConfig {
+            lease_ttl: r.duration("CODEXK8S_LEADER_LEASE_TTL", Duration::from_secs(10)),
+        };
+        if leader.lease_ttl < Duration::from_secs(1) {
+            r.problem(
+                "CODEXK8S_LEADER_LEASE_TTL",
+                "must be at least 1s: leaders renew at a third of it",
+            );
+        }
+        r.finish()?;
+        let url = database_url.expect("a missing database URL is reported by finish()");
+        Ok(Self {
+            database: DatabaseConfig {
+                url,
+                max_connections,
+                acquire_timeout,
+            },
+            http_addr,
+            public_url,
+            log,
+            otlp_endpoint,
+            queue,
+            leader,
+        })
+    }
+
+    /// The effective configuration as `VARIABLE=value` pairs, secrets masked. This is the only way the
+    /// configuration is ever printed.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let d = |v: Duration| humantime::format_duration(v).to_string();
+        vec![
+            ("CODEXK8S_DATABASE_URL", self.database.url.masked()),
+            (
+                "CODEXK8S_DATABASE_MAX_CONNECTIONS",
+                self.database.max_connections.to_string(),
+            ),
+            (
+                "CODEXK8S_DATABASE_ACQUIRE_TIMEOUT",
+                d(self.database.acquire_timeout),
+            ),
+            ("CODEXK8S_HTTP_ADDR", self.http_addr.to_string()),
+            ("CODEXK8S_PUBLIC_URL", self.public_url.to_string()),
+            ("CODEXK8S_LOG_FORMAT", self.log.format.to_string()),
+            ("CODEXK8S_LOG_FILTER", self.log.filter.clone()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                self.otlp_endpoint.as_ref().map_or_else(
+                    || "(unset: traces are not exported)".into(),
+                    |u| u.to_string(),
+                ),
+            ),
+            (
+                "CODEXK8S_QUEUE_CONCURRENCY",
+                self.queue.concurrency.to_string(),
+            ),
+            (
+                "CODEXK8S_QUEUE_CLAIM_BATCH",
+                self.queue.claim_batch.to_string(),
+            ),
+            ("CODEXK8S_QUEUE_LEASE", d(self.queue.lease)),
+            ("CODEXK8S_QUEUE_POLL_INTERVAL", d(self.queue.poll_interval)),
+            (
+                "CODEXK8S_QUEUE_RESCUE_INTERVAL",
+                d(self.queue.rescue_interval),
+            ),
+            ("CODEXK8S_SHUTDOWN_GRACE", d(self.queue.shutdown_grace)),
+            ("CODEXK8S_JOBS_RETENTION", d(self.queue.succeeded_retention)),
+            ("CODEXK8S_DEAD_JOBS_RETENTION", d(self.queue.dead_retention)),
+            ("CODEXK8S_LEADER_LEASE_TTL", d(self.leader.lease_ttl)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests;

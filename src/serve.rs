@@ -1,0 +1,230 @@
+//! `codex-k8s serve`: wires the chosen roles into one process and runs them until SIGTERM/SIGINT.
+//!
+//! Every process serves `/healthz`, `/readyz` and `/metrics`, listens for job wake-ups and runs one
+//! queue worker for the job kinds its roles own. The worker role also leads queue maintenance.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Role;
+use crate::config::Config;
+use crate::domain::errors::RepositoryError;
+use crate::leader::{self, ElectionConfig};
+use crate::observability::http::{OpsState, router};
+use crate::observability::metrics::{LeaseLabels, Metrics};
+use crate::queue::maintenance::{self, Retention};
+use crate::queue::{Registry, Wakeups, Worker, WorkerConfig, listen_for_wakeups};
+use crate::store::{self, PoolSettings};
+
+/// The lease that guards job pruning and unknown-kind flagging.
+pub const MAINTENANCE_LEASE: &str = "queue-maintenance";
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("CODEXK8S_HTTP_ADDR: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("CODEXK8S_DATABASE_URL: {0}")]
+    Database(RepositoryError),
+}
+
+/// Handlers of the job kinds the control role owns.
+fn control_handlers() -> Registry {
+    Registry::new()
+}
+
+/// Handlers of the job kinds the worker role owns.
+fn worker_handlers() -> Registry {
+    Registry::new()
+}
+
+/// The job handlers a process with `roles` runs.
+pub fn handlers_for(roles: &[Role]) -> Registry {
+    let mut registry = Registry::new();
+    if roles.contains(&Role::Control) {
+        registry.merge(control_handlers());
+    }
+    if roles.contains(&Role::Worker) {
+        registry.merge(worker_handlers());
+    }
+    registry
+}
+
+/// Every job kind this build can run, whatever roles a process plays.
+pub fn known_kinds() -> Vec<String> {
+    handlers_for(&Role::ALL).kinds()
+}
+
+/// Identifies this process in leases: host, pid and a random suffix (pids repeat across restarts).
+pub fn instance_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+pub fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        url: config.database.url.expose().to_owned(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: config.database.acquire_timeout,
+        application_name: "codex-k8s".into(),
+    }
+}
+
+/// A started service.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every task has stopped after `shutdown` fired.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        self.pool.close().await;
+    }
+}
+
+/// Starts the roles and returns once the HTTP listener is bound. Nothing needs the database to be
+/// up at this point: every loop retries until it is.
+pub async fn start(
+    config: &Config,
+    roles: &[Role],
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let pool = store::connect_lazy(&pool_settings(config)).map_err(StartError::Database)?;
+    let metrics = Metrics::new();
+    let owner = instance_id();
+    let mut tasks = JoinSet::new();
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.http_addr,
+        source,
+    })?;
+    let app = router(OpsState {
+        pool: pool.clone(),
+        metrics: metrics.clone(),
+    });
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let wakeups = Wakeups::new();
+    tasks.spawn(listen_for_wakeups(
+        pool.clone(),
+        wakeups.clone(),
+        shutdown.clone(),
+    ));
+
+    let worker_config = WorkerConfig {
+        owner: owner.clone(),
+        concurrency: config.queue.concurrency,
+        claim_batch: config.queue.claim_batch,
+        lease: config.queue.lease,
+        poll_interval: config.queue.poll_interval,
+        rescue_interval: config.queue.rescue_interval,
+        shutdown_grace: config.queue.shutdown_grace,
+    };
+    let worker = Worker::new(
+        pool.clone(),
+        handlers_for(roles),
+        worker_config,
+        metrics.queue.clone(),
+        &wakeups,
+    );
+    tasks.spawn(worker.run(shutdown.clone()));
+
+    if roles.contains(&Role::Worker) {
+        let gauge = metrics
+            .leader
+            .get_or_create(&LeaseLabels {
+                lease: MAINTENANCE_LEASE.into(),
+            })
+            .clone();
+        let (leadership, election) = leader::spawn_election(
+            pool.clone(),
+            ElectionConfig {
+                name: MAINTENANCE_LEASE.into(),
+                holder: owner,
+                ttl: config.leader.lease_ttl,
+            },
+            move |leading| {
+                gauge.set(i64::from(leading));
+            },
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            let _ = election.await;
+        });
+        let retention = Retention {
+            succeeded: config.queue.succeeded_retention,
+            dead: config.queue.dead_retention,
+        };
+        let known = known_kinds();
+        let pool = pool.clone();
+        tasks.spawn(leader::run_singleton(
+            leadership,
+            MAINTENANCE_EVERY,
+            shutdown.clone(),
+            move |guard| {
+                let (pool, retention, known) = (pool.clone(), retention.clone(), known.clone());
+                async move {
+                    let pruned = maintenance::prune_finished(&pool, &guard, &retention).await?;
+                    if pruned > 0 {
+                        tracing::info!(pruned, "pruned finished jobs");
+                    }
+                    maintenance::flag_unknown_kinds(&pool, &guard, &known).await?;
+                    Ok(())
+                }
+            },
+        ));
+    }
+
+    tracing::info!(%http_addr, roles = ?roles, "codex-k8s started");
+    Ok(Running {
+        http_addr,
+        pool,
+        metrics,
+        tasks,
+    })
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        }
+        token.cancel();
+    });
+}
