@@ -1,0 +1,2 @@
+-- name: test_clock__now :one
+SELECT clock_timestamp()
