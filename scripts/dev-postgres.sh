@@ -6,7 +6,7 @@
 # that folder removes every trace. Never use this server for anything but development and tests: it
 # trusts every local connection and may run with fsync off.
 #
-# Usage: scripts/dev-postgres.sh start|stop|restart|status|url|psql [args…]
+# Usage: scripts/dev-postgres.sh start|stop|restart|destroy|status|url|bin|psql [args…]
 #   CODEXK8S_DEV_PG_PORT  port on 127.0.0.1 (default 55432)
 #   CODEXK8S_DEV_PG_FAST  1 (default) disables fsync for speed; 0 keeps the server durable (benchmarks)
 set -euo pipefail
@@ -73,11 +73,12 @@ stop() {
 
 case "${1:-}" in
   start) start ;;
+  destroy) stop; rm -rf "$data" ;;
   stop) stop ;;
   restart) stop; start ;;
   status) if is_running; then echo "running on 127.0.0.1:$port"; else echo "stopped"; exit 1; fi ;;
   url) echo "postgres://postgres@127.0.0.1:$port/postgres" ;;
   bin) install; bin_dir ;;
   psql) shift; install; exec "$(bin_dir)/psql" -h 127.0.0.1 -p "$port" -U postgres "$@" ;;
-  *) echo "usage: $0 start|stop|restart|status|url|bin|psql [args…]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|destroy|status|url|bin|psql [args…]" >&2; exit 2 ;;
 esac
