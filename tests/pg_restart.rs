@@ -58,9 +58,13 @@ impl Drop for PrivateServer {
 async fn workers_survive_a_postgres_restart_and_complete_every_job() {
     let server = PrivateServer::start();
     let db = TestDb::migrated_on(&server.admin_url()).await;
-    let ids = queue::enqueue_many(&db.pool, &WORK, (0..JOBS).map(|i| NewJob::new(json!({ "n": i }))).collect())
-        .await
-        .unwrap();
+    let ids = queue::enqueue_many(
+        &db.pool,
+        &WORK,
+        (0..JOBS).map(|i| NewJob::new(json!({ "n": i }))).collect(),
+    )
+    .await
+    .unwrap();
 
     // The workers use the service's own pool settings, not the test's pool.
     let pool = store::connect_lazy(&PoolSettings {
@@ -73,7 +77,11 @@ async fn workers_survive_a_postgres_restart_and_complete_every_job() {
     let seen: Arc<Mutex<HashSet<i64>>> = Default::default();
     let wakeups = Wakeups::new();
     let stop = CancellationToken::new();
-    tokio::spawn(queue::listen_for_wakeups(pool.clone(), wakeups.clone(), stop.clone()));
+    tokio::spawn(queue::listen_for_wakeups(
+        pool.clone(),
+        wakeups.clone(),
+        stop.clone(),
+    ));
     let mut workers = Vec::new();
     for i in 0..2 {
         let mut registry = Registry::new();
@@ -86,27 +94,40 @@ async fn workers_survive_a_postgres_restart_and_complete_every_job() {
                 Ok(())
             }
         });
-        let worker = Worker::new(pool.clone(), registry, worker_config(&format!("restart-{i}")), Default::default(), &wakeups);
+        let worker = Worker::new(
+            pool.clone(),
+            registry,
+            worker_config(&format!("restart-{i}")),
+            Default::default(),
+            &wakeups,
+        );
         workers.push(tokio::spawn(worker.run(stop.clone())));
     }
 
-    eventually(Duration::from_secs(60), "a first share of the jobs to finish", || async {
-        (seen.lock().unwrap().len() >= JOBS / 5).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "a first share of the jobs to finish",
+        || async { (seen.lock().unwrap().len() >= JOBS / 5).then_some(()) },
+    )
     .await;
     let before_restart = seen.lock().unwrap().len();
     assert!(before_restart < JOBS, "the restart must happen under load");
     server.script("restart");
 
-    eventually(Duration::from_secs(120), "every job to succeed after the restart", || async {
-        // The test's own pool reconnects too; a failed count just means "not yet".
-        let succeeded = sqlx::query_scalar::<_, i64>(include_str!("support/sql/count_jobs_in_state.sql"))
-            .bind("succeeded")
-            .fetch_one(&db.pool)
-            .await
-            .ok()?;
-        (succeeded == JOBS as i64).then_some(())
-    })
+    eventually(
+        Duration::from_secs(120),
+        "every job to succeed after the restart",
+        || async {
+            // The test's own pool reconnects too; a failed count just means "not yet".
+            let succeeded =
+                sqlx::query_scalar::<_, i64>(include_str!("support/sql/count_jobs_in_state.sql"))
+                    .bind("succeeded")
+                    .fetch_one(&db.pool)
+                    .await
+                    .ok()?;
+            (succeeded == JOBS as i64).then_some(())
+        },
+    )
     .await;
     stop.cancel();
     for w in workers {
