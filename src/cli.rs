@@ -53,3 +53,40 @@ pub struct MigrateArgs {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(args: &[&str]) -> Result<Vec<Role>, clap::Error> {
+        let mut argv = vec!["codex-k8s", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(serve) => Ok(serve.roles),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn all_roles_by_default() {
+        assert_eq!(roles(&[]).unwrap(), Role::ALL);
+    }
+
+    #[test]
+    fn roles_comma_separated_or_repeated() {
+        assert_eq!(
+            roles(&["--role=gateway,worker"]).unwrap(),
+            [Role::Gateway, Role::Worker]
+        );
+        assert_eq!(
+            roles(&["--role", "control", "--role", "worker"]).unwrap(),
+            [Role::Control, Role::Worker]
+        );
+    }
+
+    #[test]
+    fn unknown_role_is_rejected() {
+        let err = roles(&["--role=gateway,janitor"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+    }
+}

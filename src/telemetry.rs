@@ -8,7 +8,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{HttpUrl, LogConfig, LogFormat};
 
 /// Flushes exported traces when dropped; keep it alive for the life of the process.
 pub struct TelemetryGuard {
@@ -35,7 +35,7 @@ pub enum TelemetryError {
 
 pub fn init(
     log: &LogConfig,
-    otlp_endpoint: Option<&url::Url>,
+    otlp_endpoint: Option<&HttpUrl>,
 ) -> Result<TelemetryGuard, TelemetryError> {
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -60,10 +60,13 @@ pub fn init(
     Ok(TelemetryGuard { provider })
 }
 
-fn tracer_provider(endpoint: &url::Url) -> Result<SdkTracerProvider, TelemetryError> {
+fn tracer_provider(endpoint: &HttpUrl) -> Result<SdkTracerProvider, TelemetryError> {
     // The variable names the collector's base URL; the OTLP/HTTP signal path is appended, as the
     // OpenTelemetry specification prescribes for this variable.
-    let traces_url = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+    let traces_url = format!(
+        "{}/v1/traces",
+        endpoint.as_url().as_str().trim_end_matches('/')
+    );
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(traces_url)

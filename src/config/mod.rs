@@ -32,6 +32,33 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// An absolute `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(url::Url);
+
+impl HttpUrl {
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for HttpUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s).map_err(|e| e.to_string())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err("expected an http:// or https:// URL with a host".into());
+        }
+        Ok(Self(url))
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl std::fmt::Display for LogFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -86,9 +113,9 @@ pub struct LeaderConfig {
 pub struct Config {
     pub database: DatabaseConfig,
     pub http_addr: SocketAddr,
-    pub public_url: url::Url,
+    pub public_url: HttpUrl,
     pub log: LogConfig,
-    pub otlp_endpoint: Option<url::Url>,
+    pub otlp_endpoint: Option<HttpUrl>,
     pub queue: QueueConfig,
     pub leader: LeaderConfig,
 }
@@ -136,7 +163,7 @@ impl Config {
         );
         let public_url = r.or_default(
             "CODEXK8S_PUBLIC_URL",
-            url::Url::parse("http://localhost:8080").expect("valid literal"),
+            "http://localhost:8080".parse().expect("valid literal"),
         );
         let log = LogConfig {
             format: r.or_default("CODEXK8S_LOG_FORMAT", LogFormat::Json),
