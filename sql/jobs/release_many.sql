@@ -7,7 +7,8 @@ SET state = 'available',
     lease_owner = NULL,
     lease_until = NULL
 FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
-WHERE j.id = r.id
+WHERE j.id = ANY($1::bigint[])
+  AND j.id = r.id
   AND j.attempt = r.attempt
   AND j.state = 'running'
 RETURNING j.id

@@ -43,6 +43,10 @@ pub struct WorkerConfig {
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 /// Most outcomes recorded in one statement.
 const RECORD_BATCH: usize = 512;
+/// How long a busy worker waits for more free slots before claiming a small batch.
+const CLAIM_COALESCE: Duration = Duration::from_millis(10);
+/// How long the recorder gathers outcomes before writing them: one commit for many jobs.
+const RECORD_COALESCE: Duration = Duration::from_millis(5);
 
 struct Held {
     attempt: i32,
@@ -110,7 +114,11 @@ impl Worker {
         let kinds = self.registry.kinds();
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let helpers_stop = CancellationToken::new();
-        let recorder = tokio::spawn(record_outcomes(shared.clone(), finished_rx));
+        let recorder = tokio::spawn(record_outcomes(
+            shared.clone(),
+            finished_rx,
+            self.wakeup.clone(),
+        ));
         let heartbeat = tokio::spawn(heartbeat(shared.clone(), helpers_stop.clone()));
         let rescuer = tokio::spawn(rescue_loop(
             shared.clone(),
@@ -130,12 +138,22 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
             };
             let mut permits = vec![first];
-            while permits.len() < config.claim_batch {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
+            take_free_slots(&slots, &mut permits, config.claim_batch);
+            // While jobs run, a slot frees up per finished job; claiming each time would mean one
+            // round trip per job. Wait briefly for a fuller batch instead (never when idle, so an
+            // idle worker still starts a new job at once).
+            let fuller_batch = config.claim_batch.min(config.concurrency).div_ceil(2);
+            if permits.len() < fuller_batch && !running.is_empty() {
+                let deadline = tokio::time::Instant::now() + CLAIM_COALESCE;
+                while permits.len() < fuller_batch {
+                    tokio::select! {
+                        permit = slots.clone().acquire_owned() => permits.push(permit.expect("semaphore never closed")),
+                        _ = tokio::time::sleep_until(deadline) => break,
+                    }
                 }
+                take_free_slots(&slots, &mut permits, config.claim_batch);
             }
+            let asked_at = Instant::now();
             let claimed = match store::claim(
                 &shared.pool,
                 &kinds,
@@ -146,6 +164,7 @@ impl Worker {
             .await
             {
                 Ok(jobs) => {
+                    tracing::trace!(asked = permits.len(), claimed = jobs.len(), took = ?asked_at.elapsed(), "claim");
                     retrier.reset();
                     jobs
                 }
@@ -217,6 +236,19 @@ impl Worker {
         let _ = heartbeat.await;
         let _ = rescuer.await;
         tracing::info!(owner = %config.owner, "job worker stopped");
+    }
+}
+
+fn take_free_slots(
+    slots: &Arc<Semaphore>,
+    permits: &mut Vec<tokio::sync::OwnedSemaphorePermit>,
+    up_to: usize,
+) {
+    while permits.len() < up_to {
+        match slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
     }
 }
 
@@ -359,7 +391,13 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// Writes outcomes in batches until the channel closes. While PostgreSQL is unreachable it keeps
 /// retrying the same batch (the jobs stay leased and heartbeated meanwhile), so an outcome is only
 /// dropped when its attempt was fenced out.
-async fn record_outcomes(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiver<Finished>) {
+///
+/// Recording a retry wakes the claim loop, which may be asleep without knowing the retry's time.
+async fn record_outcomes(
+    shared: Arc<Shared>,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    wakeup: Arc<Notify>,
+) {
     let mut batch: Vec<Finished> = Vec::with_capacity(RECORD_BATCH);
     let mut retrier = Retrier::new(STORE_RETRY);
     loop {
@@ -367,6 +405,16 @@ async fn record_outcomes(shared: Arc<Shared>, mut finished: mpsc::UnboundedRecei
             match finished.recv().await {
                 Some(f) => batch.push(f),
                 None => return,
+            }
+            let deadline = tokio::time::Instant::now() + RECORD_COALESCE;
+            while batch.len() < RECORD_BATCH {
+                tokio::select! {
+                    next = finished.recv() => match next {
+                        Some(f) => batch.push(f),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
         }
         while batch.len() < RECORD_BATCH {
@@ -379,8 +427,16 @@ async fn record_outcomes(shared: Arc<Shared>, mut finished: mpsc::UnboundedRecei
             .iter()
             .map(|f| (f.id, f.attempt, f.verdict.clone()))
             .collect();
+        let asked_at = Instant::now();
         match store::finish_many(&shared.pool, &rows).await {
             Ok(recorded) => {
+                tracing::trace!(outcomes = rows.len(), took = ?asked_at.elapsed(), "recorded");
+                if rows
+                    .iter()
+                    .any(|(_, _, v)| matches!(v, Verdict::Retry { .. }))
+                {
+                    wakeup.notify_one();
+                }
                 retrier.reset();
                 let mut held = shared.held.lock().expect("held jobs poisoned");
                 for f in batch.drain(..) {

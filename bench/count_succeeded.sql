@@ -1,0 +1,2 @@
+-- name: bench_jobs__count_succeeded :one
+SELECT count(*)::bigint FROM jobs WHERE state = 'succeeded'

@@ -1,0 +1,2 @@
+-- name: bench_jobs__vacuum :exec
+VACUUM ANALYZE jobs

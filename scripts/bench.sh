@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the queue benchmark against a durable PostgreSQL (fsync and synchronous commit on) of its own,
+# on port 55433, built in release mode. Extra arguments go to codex-k8s-bench (see --help).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export CODEXK8S_DEV_PG_PORT=55433 CODEXK8S_DEV_PG_FAST=0
+scripts/dev-postgres.sh start
+trap 'scripts/dev-postgres.sh stop' EXIT
+export CODEXK8S_PGBENCH="$(scripts/dev-postgres.sh bin)/pgbench"
+cargo run --release --quiet --bin codex-k8s-bench -- --database-url "postgres://postgres@127.0.0.1:55433/postgres" "$@"
