@@ -15,7 +15,7 @@ use crate::cli::Role;
 use crate::config::Config;
 use crate::domain::errors::RepositoryError;
 use crate::leader::{self, ElectionConfig};
-use crate::observability::http::{OpsState, router};
+use crate::observability::http::{OpsState, router, with_request_spans};
 use crate::observability::metrics::{LeaseLabels, Metrics};
 use crate::queue::maintenance::{self, Retention};
 use crate::queue::{Registry, Wakeups, Worker, WorkerConfig, listen_for_wakeups};
@@ -117,10 +117,10 @@ pub async fn start(
         addr: config.http_addr,
         source,
     })?;
-    let app = router(OpsState {
+    let app = with_request_spans(router(OpsState {
         pool: pool.clone(),
         metrics: metrics.clone(),
-    });
+    }));
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let server = axum::serve(listener, app)

@@ -222,3 +222,74 @@ async fn serve_answers_probes_and_stops_cleanly_on_sigterm() {
     assert_eq!(line["roles"], "[Gateway, Control, Worker]");
     assert!(logs.contains("SIGTERM received"));
 }
+
+#[tokio::test]
+async fn traces_are_exported_over_otlp_when_an_endpoint_is_set() {
+    use std::sync::{Arc, Mutex};
+    // A stand-in OTLP/HTTP collector that records what it receives.
+    let received: Arc<Mutex<Vec<(String, String, usize)>>> = Default::default();
+    let r = received.clone();
+    let collector = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let r = r.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            r.lock().unwrap().push((path, content_type, body.len()));
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
+
+    let db = TestDb::migrated().await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--role=gateway"])
+        .env_clear()
+        .env("CODEXK8S_DATABASE_URL", &db.url)
+        .env("CODEXK8S_HTTP_ADDR", &addr)
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{collector_addr}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "the service to answer", || async {
+        let r = http
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    // SAFETY: signalling our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(status.success());
+    let received = received.lock().unwrap();
+    assert!(
+        received.iter().any(|(path, ct, len)| path == "/v1/traces"
+            && ct == "application/x-protobuf"
+            && *len > 0),
+        "the collector received traces on shutdown at the latest: {received:?}"
+    );
+}
