@@ -31,6 +31,9 @@ struct Args {
     /// Jobs pre-inserted for each drain run.
     #[arg(long, default_value_t = 100_000)]
     jobs: usize,
+    /// Jobs drained once before measuring, to warm the server up (0 to skip).
+    #[arg(long, default_value_t = 50_000)]
+    warmup: usize,
     /// Worker counts to drain with, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
     workers: Vec<usize>,
@@ -59,6 +62,17 @@ async fn main() -> anyhow::Result<()> {
         args.jobs, args.concurrency, args.claim_batch
     );
     println!("{:<34} {:>12} {:>12}", "run", "jobs/s", "seconds");
+    if args.warmup > 0 {
+        // A fresh server first creates WAL segments and fills caches; keep that out of the figures.
+        let db = fresh_database(&args.database_url).await?;
+        prefill(&db.pool, args.warmup).await?;
+        let warm = Args {
+            jobs: args.warmup,
+            ..Args::parse_from(["bench"])
+        };
+        drain(&db.pool, 4, &warm).await?;
+        db.drop_now(&args.database_url).await?;
+    }
     let mut drained = Vec::new();
     for &workers in &args.workers {
         let db = fresh_database(&args.database_url).await?;

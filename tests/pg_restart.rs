@@ -133,8 +133,11 @@ async fn workers_survive_a_postgres_restart_and_complete_every_job() {
     for w in workers {
         w.await.unwrap();
     }
-    let seen = seen.lock().unwrap();
-    assert!(ids.iter().all(|id| seen.contains(id)), "every job ran");
+    let every_job_ran = {
+        let seen = seen.lock().unwrap();
+        ids.iter().all(|id| seen.contains(id))
+    };
+    assert!(every_job_ran, "every job ran");
     assert_eq!(count_in_state(&db.pool, "dead").await, 0);
     assert_eq!(count_in_state(&db.pool, "running").await, 0);
 }

@@ -173,7 +173,7 @@ async fn failing_job_backs_off_exponentially_then_dies_with_its_last_error() {
     for (i, ceiling_ms) in [200u64, 400, 500].into_iter().enumerate() {
         let gap = times[i + 1] - times[i];
         let floor = Duration::from_millis(ceiling_ms / 2);
-        let ceiling = Duration::from_millis(ceiling_ms + 300); // + claim and scheduling slack
+        let ceiling = Duration::from_millis(ceiling_ms + 700); // + claim and scheduling slack on a busy machine
         assert!(
             gap >= floor && gap <= ceiling,
             "retry {} came after {gap:?}, expected {floor:?}..{ceiling:?}",
