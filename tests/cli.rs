@@ -174,46 +174,66 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `codex-k8s serve` as a child process on a free port, with the given extra environment.
+struct ServeProcess {
+    child: tokio::process::Child,
+    addr: String,
+}
+
+impl ServeProcess {
+    async fn start(args: &[&str], db: &TestDb, extra_env: &[(&str, String)]) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = tokio::process::Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .env_clear()
+            .env("CODEXK8S_DATABASE_URL", &db.url)
+            .env("CODEXK8S_HTTP_ADDR", &addr)
+            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(20),
+            "the service to be ready",
+            || async {
+                let r = http
+                    .get(format!("http://{addr}/readyz"))
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status() == 200).then_some(())
+            },
+        )
+        .await;
+        Self { child, addr }
+    }
+
+    /// Sends SIGTERM, expects a clean exit in time, and returns what the process logged.
+    async fn terminate(mut self) -> String {
+        // SAFETY: signalling our own child.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id().unwrap() as i32, libc::SIGTERM) },
+            0
+        );
+        let output = tokio::time::timeout(Duration::from_secs(15), self.child.wait_with_output())
+            .await
+            .expect("stops in time")
+            .unwrap();
+        assert!(output.status.success(), "exit status {:?}", output.status);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
 #[tokio::test]
 async fn serve_answers_probes_and_stops_cleanly_on_sigterm() {
     let db = TestDb::migrated().await;
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--role", "gateway", "--role=control,worker"])
-        .env_clear()
-        .env("CODEXK8S_DATABASE_URL", &db.url)
-        .env("CODEXK8S_HTTP_ADDR", &addr)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
-    eventually(
-        Duration::from_secs(20),
-        "the service to be ready",
-        || async {
-            let r = http
-                .get(format!("http://{addr}/readyz"))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        },
-    )
-    .await;
-    // SAFETY: signalling our own child.
-    assert_eq!(
-        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) },
-        0
-    );
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("stops in time")
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
-    let output = child.wait_with_output().await.unwrap();
-    let logs = String::from_utf8_lossy(&output.stdout);
+    let serve =
+        ServeProcess::start(&["--role", "gateway", "--role=control,worker"], &db, &[]).await;
+    let logs = serve.terminate().await;
     let first = logs
         .lines()
         .find(|l| l.contains("codex-k8s started"))
@@ -250,41 +270,17 @@ async fn traces_are_exported_over_otlp_when_an_endpoint_is_set() {
     tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
 
     let db = TestDb::migrated().await;
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--role=gateway"])
-        .env_clear()
-        .env("CODEXK8S_DATABASE_URL", &db.url)
-        .env("CODEXK8S_HTTP_ADDR", &addr)
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://{collector_addr}"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "the service to answer", || async {
-        let r = http
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
+    let endpoint = format!("http://{collector_addr}");
+    let serve = ServeProcess::start(
+        &["--role=gateway"],
+        &db,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
+    )
     .await;
-    // SAFETY: signalling our own child.
-    assert_eq!(
-        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) },
-        0
-    );
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    let _ = reqwest::get(format!("http://{}/healthz", serve.addr))
         .await
-        .expect("stops in time")
         .unwrap();
-    assert!(status.success());
+    serve.terminate().await;
     let received = received.lock().unwrap();
     assert!(
         received.iter().any(|(path, ct, len)| path == "/v1/traces"

@@ -43,8 +43,8 @@ pub struct WorkerConfig {
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 /// Most outcomes recorded in one statement.
 const RECORD_BATCH: usize = 512;
-/// How long a busy worker waits for more free slots before claiming a small batch.
-const CLAIM_COALESCE: Duration = Duration::from_millis(10);
+/// How long a busy worker waits for more free slots before claiming a partial batch.
+const CLAIM_COALESCE: Duration = Duration::from_millis(3);
 /// How long the recorder gathers outcomes before writing them: one commit for many jobs.
 const RECORD_COALESCE: Duration = Duration::from_millis(5);
 
@@ -140,9 +140,9 @@ impl Worker {
             let mut permits = vec![first];
             take_free_slots(&slots, &mut permits, config.claim_batch);
             // While jobs run, a slot frees up per finished job; claiming each time would mean one
-            // round trip per job. Wait briefly for a fuller batch instead (never when idle, so an
-            // idle worker still starts a new job at once).
-            let fuller_batch = config.claim_batch.min(config.concurrency).div_ceil(2);
+            // round trip per job. Wait a few milliseconds for a full batch instead (never when
+            // idle, so an idle worker still starts a new job at once).
+            let fuller_batch = config.claim_batch.min(config.concurrency);
             if permits.len() < fuller_batch && !running.is_empty() {
                 let deadline = tokio::time::Instant::now() + CLAIM_COALESCE;
                 while permits.len() < fuller_batch {
