@@ -213,7 +213,7 @@ impl ServeProcess {
     }
 
     /// Sends SIGTERM, expects a clean exit in time, and returns what the process logged.
-    async fn terminate(mut self) -> String {
+    async fn terminate(self) -> String {
         // SAFETY: signalling our own child.
         assert_eq!(
             unsafe { libc::kill(self.child.id().unwrap() as i32, libc::SIGTERM) },
