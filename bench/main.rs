@@ -89,17 +89,22 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(pgbench) = &args.pgbench {
         for &(clients, queue_rate) in &drained {
-            let db = fresh_database(&args.database_url).await?;
-            prefill(&db.pool, args.jobs).await?;
-            let tps = pgbench_ceiling(pgbench, &db.url, clients, args.jobs)?;
-            println!(
-                "{:<34} {:>12.0} {:>12}   queue/pgbench = {:.2}",
-                format!("pgbench claim-one, {clients} client(s)"),
-                tps,
-                "",
-                queue_rate / tps
-            );
-            db.drop_now(&args.database_url).await?;
+            for (script, rows_per_tx) in [("claim.pgbench.sql", 1), ("claim_batch.pgbench.sql", 64)]
+            {
+                let db = fresh_database(&args.database_url).await?;
+                prefill(&db.pool, args.jobs).await?;
+                let rows_per_s =
+                    pgbench_ceiling(pgbench, script, &db.url, clients, args.jobs / rows_per_tx)?
+                        * rows_per_tx as f64;
+                println!(
+                    "{:<34} {:>12.0} {:>12}   queue/pgbench = {:.2}",
+                    format!("pgbench claim {rows_per_tx}/tx, {clients} client(s)"),
+                    rows_per_s,
+                    "",
+                    queue_rate / rows_per_s
+                );
+                db.drop_now(&args.database_url).await?;
+            }
         }
     }
     let db = fresh_database(&args.database_url).await?;
@@ -303,14 +308,18 @@ async fn latency(pool: &PgPool, samples: usize) -> anyhow::Result<(Percentiles, 
     Ok((percentiles(from_call), percentiles(from_commit)))
 }
 
-/// pgbench running the single-row claim statement until `jobs` are claimed; returns transactions/s.
+/// pgbench running a claim script (from `bench/`) for `transactions` transactions in all; returns
+/// transactions/s. Claimed jobs are not completed: this is the ceiling of the claim alone.
 fn pgbench_ceiling(
     pgbench: &PathBuf,
+    script: &str,
     url: &str,
     clients: usize,
-    jobs: usize,
+    transactions: usize,
 ) -> anyhow::Result<f64> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/claim.pgbench.sql");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("bench")
+        .join(script);
     let output = std::process::Command::new(pgbench)
         .args(["-n", "-M", "prepared", "-f"])
         .arg(&script)
@@ -320,7 +329,7 @@ fn pgbench_ceiling(
             "-j",
             &clients.min(2).to_string(),
             "-t",
-            &(jobs / clients).to_string(),
+            &(transactions / clients).to_string(),
         ])
         .arg(url)
         .output()?;

@@ -39,15 +39,7 @@ pub fn init(
 ) -> Result<TelemetryGuard, TelemetryError> {
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt_layer = match log.format {
-        LogFormat::Json => fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
-        LogFormat::Text => fmt::layer().boxed(),
-    };
+    let fmt_layer = log_layer(log.format, std::io::stdout);
     let otel_layer = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("codex-k8s")));
@@ -58,6 +50,25 @@ pub fn init(
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The log layer writing to `writer`: in JSON, each line carries the fields of the current span, so
+/// a job's lines carry its `job_id`, `kind`, `attempt` and `correlation_id`.
+pub fn log_layer<S, W>(format: LogFormat, writer: W) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Text => fmt::layer().with_writer(writer).boxed(),
+    }
 }
 
 fn tracer_provider(endpoint: &HttpUrl) -> Result<SdkTracerProvider, TelemetryError> {
