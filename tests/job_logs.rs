@@ -9,7 +9,7 @@ use std::time::Duration;
 use codex_k8s::config::LogFormat;
 use codex_k8s::queue::{self, JobError, JobKind, JobState, NewJob, Registry, Wakeups, Worker};
 use serde_json::{Value, json};
-use support::{TestDb, eventually, worker_config};
+use support::{TestDb, job_in_state, worker_config};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -65,10 +65,7 @@ async fn job_log_lines_carry_the_correlation_id() {
         )
         .run(stop.clone()),
     );
-    eventually(Duration::from_secs(10), "the job to die", || async {
-        (queue::get(&db.pool, id).await.unwrap().state == JobState::Dead).then_some(())
-    })
-    .await;
+    job_in_state(&db.pool, id, JobState::Dead, Duration::from_secs(10)).await;
     stop.cancel();
     worker.await.unwrap();
 

@@ -10,7 +10,7 @@ use codex_k8s::queue::maintenance::{self, Retention};
 use codex_k8s::queue::{self, JobKind, JobState, NewJob, Registry, Wakeups, Worker};
 use serde_json::json;
 use sqlx::PgPool;
-use support::{TestDb, eventually, worker_config};
+use support::{TestDb, eventually, job_in_state, worker_config};
 use tokio_util::sync::CancellationToken;
 
 const OK: JobKind = JobKind::new("test.ok");
@@ -69,10 +69,7 @@ async fn finished_jobs(db: &TestDb) -> (i64, i64, i64) {
         .run(stop.clone()),
     );
     for (id, state) in [(succeeded, JobState::Succeeded), (dead, JobState::Dead)] {
-        eventually(Duration::from_secs(10), "job to finish", || async {
-            (queue::get(&db.pool, id).await.unwrap().state == state).then_some(())
-        })
-        .await;
+        job_in_state(&db.pool, id, state, Duration::from_secs(10)).await;
     }
     stop.cancel();
     worker.await.unwrap();

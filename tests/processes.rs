@@ -13,7 +13,7 @@ use codex_k8s::queue::{self, JobKind, JobState, NewJob, Registry, Wakeups, Worke
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
-use support::{TestDb, eventually, worker_config};
+use support::{TestDb, eventually, job_in_state, worker_config};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
@@ -244,10 +244,7 @@ async fn sigkilled_worker_jobs_run_again_after_lease_expiry() {
     release.notify_waiters();
     for id in &ids {
         let id = *id;
-        eventually(Duration::from_secs(10), "the rerun to succeed", || async {
-            (queue::get(&db.pool, id).await.unwrap().state == JobState::Succeeded).then_some(())
-        })
-        .await;
+        job_in_state(&db.pool, id, JobState::Succeeded, Duration::from_secs(10)).await;
         assert!(!queue::complete_fenced(&db.pool, id, 1).await.unwrap());
         assert_eq!(queue::get(&db.pool, id).await.unwrap().attempt, 2);
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use codex_k8s::queue::{self, JobKind, JobState, NewJob, Registry, Wakeups, Worker, WorkerConfig};
 use serde_json::json;
 use sqlx::PgPool;
-use support::{TestDb, count_in_state, eventually, worker_config};
+use support::{TestDb, count_in_state, eventually, job_in_state, worker_config};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -156,11 +156,7 @@ async fn failing_job_backs_off_exponentially_then_dies_with_its_last_error() {
     let mut config = worker_config("flaky");
     config.poll_interval = Duration::from_secs(30); // retries must not depend on polling
     let worker = RunningWorker::start(&db.pool, registry, config, &wakeups);
-    let job = eventually(Duration::from_secs(20), "the job to die", || async {
-        let job = queue::get(&db.pool, id).await.unwrap();
-        (job.state == JobState::Dead).then_some(job)
-    })
-    .await;
+    let job = job_in_state(&db.pool, id, JobState::Dead, Duration::from_secs(20)).await;
     worker.stop().await;
     listener.cancel();
 
@@ -211,10 +207,7 @@ async fn permanent_error_and_panic_are_recorded_on_the_job() {
     let (wakeups, listener) = listen(&db.pool);
     let worker = RunningWorker::start(&db.pool, registry, worker_config("errors"), &wakeups);
     for id in [strict, panicky] {
-        eventually(Duration::from_secs(10), "job to die", || async {
-            (queue::get(&db.pool, id).await.unwrap().state == JobState::Dead).then_some(())
-        })
-        .await;
+        job_in_state(&db.pool, id, JobState::Dead, Duration::from_secs(10)).await;
     }
     worker.stop().await;
     listener.cancel();
@@ -251,11 +244,7 @@ async fn handler_exceeding_its_timeout_fails_the_attempt() {
     });
     let (wakeups, listener) = listen(&db.pool);
     let worker = RunningWorker::start(&db.pool, registry, worker_config("slow"), &wakeups);
-    let job = eventually(Duration::from_secs(10), "the slow job to die", || async {
-        let job = queue::get(&db.pool, id).await.unwrap();
-        (job.state == JobState::Dead).then_some(job)
-    })
-    .await;
+    let job = job_in_state(&db.pool, id, JobState::Dead, Duration::from_secs(10)).await;
     worker.stop().await;
     listener.cancel();
     assert_eq!(job.last_error.as_deref(), Some("timed out after 200ms"));
@@ -309,9 +298,12 @@ async fn unique_key_dedupes_only_unfinished_jobs() {
         &wakeups,
     );
     let first = first.unwrap();
-    eventually(Duration::from_secs(10), "first job to succeed", || async {
-        (queue::get(&db.pool, first).await.unwrap().state == JobState::Succeeded).then_some(())
-    })
+    job_in_state(
+        &db.pool,
+        first,
+        JobState::Succeeded,
+        Duration::from_secs(10),
+    )
     .await;
     worker.stop().await;
     listener.cancel();
@@ -470,15 +462,7 @@ async fn heartbeat_keeps_a_job_longer_than_its_lease() {
         rescuer_config,
         &wakeups,
     );
-    let job = eventually(
-        Duration::from_secs(15),
-        "the long job to succeed",
-        || async {
-            let job = queue::get(&db.pool, id).await.unwrap();
-            (job.state == JobState::Succeeded).then_some(job)
-        },
-    )
-    .await;
+    let job = job_in_state(&db.pool, id, JobState::Succeeded, Duration::from_secs(15)).await;
     worker.stop().await;
     rescuer.stop().await;
     listener.cancel();

@@ -108,3 +108,21 @@ pub async fn count_in_state(pool: &PgPool, state: &str) -> i64 {
         .await
         .expect("count jobs")
 }
+
+/// Waits until job `id` reaches `state` and returns it.
+pub async fn job_in_state(
+    pool: &PgPool,
+    id: i64,
+    state: codex_k8s::queue::JobState,
+    timeout: Duration,
+) -> codex_k8s::queue::JobRecord {
+    eventually(
+        timeout,
+        &format!("job {id} to be {}", state.as_str()),
+        || async {
+            let job = codex_k8s::queue::get(pool, id).await.expect("job exists");
+            (job.state == state).then_some(job)
+        },
+    )
+    .await
+}
