@@ -4,3 +4,5 @@
 //! crate; adapters depend on it, never the other way round.
 
 pub mod errors;
+pub mod labels;
+pub mod policy;
