@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod domain;
+pub mod gateway;
 pub mod leader;
 pub mod observability;
 pub mod queue;

@@ -24,6 +24,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Command::Serve(args) = &cli.command
+        && args.roles.contains(&codex_k8s::cli::Role::Gateway)
+        && let Err(errors) = config.check_for_gateway()
+    {
+        eprint!("codex-k8s: {errors}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if let Command::Config = cli.command {
         for (name, value) in config.describe() {
             println!("{name}={value}");

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Role;
 use crate::config::Config;
 use crate::domain::errors::RepositoryError;
+use crate::gateway::{self, GatewayState};
 use crate::leader::{self, ElectionConfig};
 use crate::observability::http::{OpsState, router, with_request_spans};
 use crate::observability::metrics::{LeaseLabels, Metrics};
@@ -34,6 +35,8 @@ pub enum StartError {
     },
     #[error("CODEXK8S_DATABASE_URL: {0}")]
     Database(RepositoryError),
+    #[error("{0}")]
+    Config(crate::config::ConfigErrors),
 }
 
 /// Handlers of the job kinds the control role owns.
@@ -117,10 +120,18 @@ pub async fn start(
         addr: config.http_addr,
         source,
     })?;
-    let app = with_request_spans(router(OpsState {
+    let mut app = router(OpsState {
         pool: pool.clone(),
         metrics: metrics.clone(),
-    }));
+    });
+    if roles.contains(&Role::Gateway) {
+        config.check_for_gateway().map_err(StartError::Config)?;
+        app = app.merge(gateway::router(GatewayState {
+            pool: pool.clone(),
+            webhook_secrets: Arc::new(config.github_webhook_secrets.clone()),
+        }));
+    }
+    let app = with_request_spans(app);
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let server = axum::serve(listener, app)

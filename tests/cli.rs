@@ -82,6 +82,30 @@ fn each_malformed_variable_is_named_and_stops_start_up() {
 }
 
 #[test]
+fn the_gateway_refuses_to_start_without_a_webhook_secret() {
+    let output = run(&["serve", "--role=gateway"], &[VALID_DB]);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG));
+    assert!(
+        stderr(&output).contains("CODEXK8S_GITHUB_WEBHOOK_SECRETS is not set"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(
+        &["config"],
+        &[
+            VALID_DB,
+            ("CODEXK8S_GITHUB_WEBHOOK_SECRETS", "sup3r-s3cret,older"),
+        ],
+    );
+    let out = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        out.contains("CODEXK8S_GITHUB_WEBHOOK_SECRETS=(2 secret(s), masked)")
+            && !out.contains("sup3r"),
+        "{out}"
+    );
+}
+
+#[test]
 fn unknown_role_is_a_usage_error() {
     let output = run(&["serve", "--role=gateway,janitor"], &[VALID_DB]);
     assert_eq!(output.status.code(), Some(2));
@@ -189,6 +213,7 @@ impl ServeProcess {
             .env_clear()
             .env("CODEXK8S_DATABASE_URL", &db.url)
             .env("CODEXK8S_HTTP_ADDR", &addr)
+            .env("CODEXK8S_GITHUB_WEBHOOK_SECRETS", "cli-test-secret")
             .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

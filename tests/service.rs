@@ -2,73 +2,13 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use codex_k8s::cli::Role;
-use codex_k8s::config::Config;
 use codex_k8s::queue::{self, JobKind, NewJob};
-use codex_k8s::serve::{self, Running};
 use serde_json::{Value, json};
+use support::app::TestService;
 use support::{TestDb, eventually};
-use tokio_util::sync::CancellationToken;
-
-struct TestService {
-    running: Running,
-    stop: CancellationToken,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl TestService {
-    async fn start(database_url: &str, roles: &[Role]) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let env: HashMap<String, String> = [
-            ("CODEXK8S_DATABASE_URL", database_url),
-            ("CODEXK8S_HTTP_ADDR", "127.0.0.1:0"),
-            ("CODEXK8S_DATABASE_ACQUIRE_TIMEOUT", "1s"),
-            ("CODEXK8S_LEADER_LEASE_TTL", "1s"),
-            ("CODEXK8S_SHUTDOWN_GRACE", "2s"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let config = Config::from_env(&env).expect("valid test configuration");
-        let stop = CancellationToken::new();
-        let running = serve::start(&config, roles, stop.clone())
-            .await
-            .expect("service starts");
-        let base = format!("http://{}", running.http_addr);
-        Self {
-            running,
-            stop,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request");
-        (
-            response.status().as_u16(),
-            response.text().await.expect("body"),
-        )
-    }
-
-    async fn stop(self) -> Duration {
-        let started = Instant::now();
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.running.wait())
-            .await
-            .expect("service stops in time");
-        started.elapsed()
-    }
-}
 
 #[tokio::test]
 async fn healthy_and_ready_on_a_migrated_database() {

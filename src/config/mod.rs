@@ -118,6 +118,8 @@ pub struct Config {
     pub otlp_endpoint: Option<HttpUrl>,
     pub queue: QueueConfig,
     pub leader: LeaderConfig,
+    /// Secrets that sign GitHub webhooks; any of them may match, so secrets can be rotated.
+    pub github_webhook_secrets: Vec<Secret<String>>,
 }
 
 /// One variable that is missing or malformed.
@@ -193,6 +195,7 @@ impl Config {
                 "must be at least 1s: heartbeats run at a third of it",
             );
         }
+        let github_webhook_secrets = r.secret_list("CODEXK8S_GITHUB_WEBHOOK_SECRETS");
         let leader = LeaderConfig {
             lease_ttl: r.duration("CODEXK8S_LEADER_LEASE_TTL", Duration::from_secs(10)),
         };
@@ -216,6 +219,7 @@ impl Config {
             otlp_endpoint,
             queue,
             leader,
+            github_webhook_secrets,
         })
     }
 
@@ -262,7 +266,29 @@ impl Config {
             ("CODEXK8S_JOBS_RETENTION", d(self.queue.succeeded_retention)),
             ("CODEXK8S_DEAD_JOBS_RETENTION", d(self.queue.dead_retention)),
             ("CODEXK8S_LEADER_LEASE_TTL", d(self.leader.lease_ttl)),
+            (
+                "CODEXK8S_GITHUB_WEBHOOK_SECRETS",
+                match self.github_webhook_secrets.len() {
+                    0 => "(unset)".to_owned(),
+                    n => format!("({n} secret(s), masked)"),
+                },
+            ),
         ]
+    }
+}
+
+impl Config {
+    /// Checks what only some roles need: the gateway refuses to start without a webhook secret.
+    pub fn check_for_gateway(&self) -> Result<(), ConfigErrors> {
+        if self.github_webhook_secrets.is_empty() {
+            return Err(ConfigErrors(vec![ConfigError {
+                variable: "CODEXK8S_GITHUB_WEBHOOK_SECRETS",
+                problem: "is not set, and the gateway role needs it: export the secret configured on the GitHub \
+                          webhook, e.g. CODEXK8S_GITHUB_WEBHOOK_SECRETS=<secret>[,<previous secret>]"
+                    .into(),
+            }]));
+        }
+        Ok(())
     }
 }
 

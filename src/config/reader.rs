@@ -100,6 +100,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A comma-separated list of secrets; blanks between commas are dropped. Never echoed.
+    pub fn secret_list(&mut self, var: &'static str) -> Vec<super::Secret<String>> {
+        let Some(raw) = self.raw(var) else {
+            return Vec::new();
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| super::Secret::new(s.to_owned()))
+            .collect()
+    }
+
     /// A duration such as `30s`, `5m` or `7days`.
     pub fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
         let Some(raw) = self.raw(var) else {

@@ -2,6 +2,9 @@
 //! with a deadline instead of sleeping.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod app;
+pub mod proxy;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -1,0 +1,12 @@
+//! The control role: turns stored webhook events into agent runs according to the label policy, owns
+//! the run state machine, and keeps the audit trail.
+
+use std::time::Duration;
+
+use crate::queue::JobKind;
+
+/// Applies the label policy to one stored webhook event (payload: `{"webhook_event_id": …}`).
+pub const PROCESS_EVENT: JobKind = JobKind::new("process_event")
+    .max_attempts(10)
+    .backoff(Duration::from_millis(500), Duration::from_secs(300))
+    .timeout(Duration::from_secs(60));
