@@ -16,3 +16,4 @@ pub mod retry;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

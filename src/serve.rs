@@ -13,14 +13,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Role;
 use crate::config::Config;
+use crate::control::{self, ControlDeps};
 use crate::domain::errors::RepositoryError;
 use crate::gateway::{self, GatewayState};
 use crate::leader::{self, ElectionConfig};
 use crate::observability::http::{OpsState, router, with_request_spans};
 use crate::observability::metrics::{LeaseLabels, Metrics};
+use crate::queue::JobKind;
 use crate::queue::maintenance::{self, Retention};
 use crate::queue::{Registry, Wakeups, Worker, WorkerConfig, listen_for_wakeups};
 use crate::store::{self, PoolSettings};
+use crate::worker;
 
 /// The lease that guards job pruning and unknown-kind flagging.
 pub const MAINTENANCE_LEASE: &str = "queue-maintenance";
@@ -39,31 +42,32 @@ pub enum StartError {
     Config(crate::config::ConfigErrors),
 }
 
-/// Handlers of the job kinds the control role owns.
-fn control_handlers() -> Registry {
-    Registry::new()
-}
-
-/// Handlers of the job kinds the worker role owns.
-fn worker_handlers() -> Registry {
-    Registry::new()
-}
+/// Every job kind this build declares, whether or not a handler exists yet: jobs of other kinds
+/// get an "unknown kind" error recorded by queue maintenance.
+pub const DECLARED_KINDS: [&JobKind; 4] = [
+    &control::PROCESS_EVENT,
+    &worker::LAUNCH_RUN,
+    &worker::CANCEL_RUN,
+    &worker::GITHUB_COMMENT,
+];
 
 /// The job handlers a process with `roles` runs.
-pub fn handlers_for(roles: &[Role]) -> Registry {
+pub fn handlers_for(roles: &[Role], config: &Config, pool: &PgPool) -> Registry {
     let mut registry = Registry::new();
     if roles.contains(&Role::Control) {
-        registry.merge(control_handlers());
+        registry.merge(control::handlers(Arc::new(ControlDeps {
+            pool: pool.clone(),
+            defaults: config.agents.clone(),
+        })));
     }
-    if roles.contains(&Role::Worker) {
-        registry.merge(worker_handlers());
-    }
+    // The worker role's handlers (launch_run, cancel_run, github_comment) arrive with the
+    // Kubernetes and GitHub issues; until then those jobs wait in the queue.
     registry
 }
 
-/// Every job kind this build can run, whatever roles a process plays.
+/// Every job kind this build knows.
 pub fn known_kinds() -> Vec<String> {
-    handlers_for(&Role::ALL).kinds()
+    DECLARED_KINDS.iter().map(|k| k.name.to_owned()).collect()
 }
 
 /// Identifies this process in leases: host, pid and a random suffix (pids repeat across restarts).
@@ -159,7 +163,7 @@ pub async fn start(
     };
     let worker = Worker::new(
         pool.clone(),
-        handlers_for(roles),
+        handlers_for(roles, config, &pool),
         worker_config,
         metrics.queue.clone(),
         &wakeups,

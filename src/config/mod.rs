@@ -109,6 +109,14 @@ pub struct LeaderConfig {
     pub lease_ttl: Duration,
 }
 
+/// What a run gets when neither labels nor project settings choose.
+#[derive(Debug, Clone)]
+pub struct AgentDefaults {
+    pub model: String,
+    pub reasoning: String,
+    pub learning_mode: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
@@ -120,6 +128,7 @@ pub struct Config {
     pub leader: LeaderConfig,
     /// Secrets that sign GitHub webhooks; any of them may match, so secrets can be rotated.
     pub github_webhook_secrets: Vec<Secret<String>>,
+    pub agents: AgentDefaults,
 }
 
 /// One variable that is missing or malformed.
@@ -196,6 +205,15 @@ impl Config {
             );
         }
         let github_webhook_secrets = r.secret_list("CODEXK8S_GITHUB_WEBHOOK_SECRETS");
+        let agents = AgentDefaults {
+            model: r.or_default("CODEXK8S_DEFAULT_MODEL", "gpt-5-codex".to_owned()),
+            reasoning: r.one_of(
+                "CODEXK8S_DEFAULT_REASONING",
+                "medium",
+                &["low", "medium", "high", "extra-high"],
+            ),
+            learning_mode: r.or_default("CODEXK8S_LEARNING_MODE_DEFAULT", false),
+        };
         let leader = LeaderConfig {
             lease_ttl: r.duration("CODEXK8S_LEADER_LEASE_TTL", Duration::from_secs(10)),
         };
@@ -220,6 +238,7 @@ impl Config {
             queue,
             leader,
             github_webhook_secrets,
+            agents,
         })
     }
 
@@ -266,6 +285,12 @@ impl Config {
             ("CODEXK8S_JOBS_RETENTION", d(self.queue.succeeded_retention)),
             ("CODEXK8S_DEAD_JOBS_RETENTION", d(self.queue.dead_retention)),
             ("CODEXK8S_LEADER_LEASE_TTL", d(self.leader.lease_ttl)),
+            ("CODEXK8S_DEFAULT_MODEL", self.agents.model.clone()),
+            ("CODEXK8S_DEFAULT_REASONING", self.agents.reasoning.clone()),
+            (
+                "CODEXK8S_LEARNING_MODE_DEFAULT",
+                self.agents.learning_mode.to_string(),
+            ),
             (
                 "CODEXK8S_GITHUB_WEBHOOK_SECRETS",
                 match self.github_webhook_secrets.len() {

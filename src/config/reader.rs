@@ -100,6 +100,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// One of a fixed set of words.
+    pub fn one_of(&mut self, var: &'static str, default: &str, allowed: &[&str]) -> String {
+        let value = self.raw(var).unwrap_or_else(|| default.to_owned());
+        if !allowed.contains(&value.as_str()) {
+            self.problem(
+                var,
+                format!("must be one of {}: got {value:?}", allowed.join(", ")),
+            );
+            return default.to_owned();
+        }
+        value
+    }
+
     /// A comma-separated list of secrets; blanks between commas are dropped. Never echoed.
     pub fn secret_list(&mut self, var: &'static str) -> Vec<super::Secret<String>> {
         let Some(raw) = self.raw(var) else {

@@ -10,3 +10,23 @@ pub const PROCESS_EVENT: JobKind = JobKind::new("process_event")
     .max_attempts(10)
     .backoff(Duration::from_millis(500), Duration::from_secs(300))
     .timeout(Duration::from_secs(60));
+
+mod events;
+mod process_event;
+mod store;
+
+use std::sync::Arc;
+
+pub use events::{ParsedEvent, parse as parse_event};
+pub use process_event::ControlDeps;
+
+use crate::queue::Registry;
+
+/// The job handlers the control role runs.
+pub fn handlers(deps: Arc<ControlDeps>) -> Registry {
+    let mut registry = Registry::new();
+    registry.register(PROCESS_EVENT, move |ctx| {
+        process_event::handle(ctx, deps.clone())
+    });
+    registry
+}

@@ -6,3 +6,4 @@
 pub mod errors;
 pub mod labels;
 pub mod policy;
+pub mod runs;

@@ -3,6 +3,7 @@
 //!
 //! Nothing outside adapters sees `sqlx::Error`: repositories return [`RepositoryError`].
 
+pub mod audit;
 mod errors;
 pub mod migrations;
 mod pool;

@@ -1,0 +1,361 @@
+//! The `process_event` handler: one stored delivery → the label policy's decision → its effects
+//! (a pending run and its `launch_run` job, a comment job, cancellations), the audit trail and the
+//! recorded outcome, all in one transaction fenced by the job's lease. Re-running it for an event
+//! already processed changes nothing.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::events;
+use super::store::{self, NewRun};
+use crate::config::AgentDefaults;
+use crate::domain::labels::{RuntimeMode, Stage};
+use crate::domain::policy::{
+    self, Decision, PolicyContext, ProjectPolicy, ProjectRole, RunKind, RunPlan, Sender,
+    SenderAccess, Target,
+};
+use crate::domain::runs::RunStatus;
+use crate::queue::{self, JobContext, JobError, NewJob};
+use crate::store::audit::{self, Actor, FlowEvent};
+use crate::store::map_sqlx_error;
+use crate::worker::{CANCEL_RUN, GITHUB_COMMENT, LAUNCH_RUN};
+
+/// What the handler needs besides the job.
+pub struct ControlDeps {
+    pub pool: PgPool,
+    pub defaults: AgentDefaults,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    webhook_event_id: i64,
+}
+
+/// Project settings the control role reads (the rest belongs to other features).
+#[derive(Deserialize, Default)]
+struct ProjectSettings {
+    #[serde(default)]
+    runtime_overrides: std::collections::HashMap<String, String>,
+    learning_mode_default: Option<bool>,
+    model: Option<String>,
+    reasoning: Option<String>,
+}
+
+fn target_parts(target: Target) -> (&'static str, i32) {
+    match target {
+        Target::Issue(n) => ("issue", i32::try_from(n).unwrap_or(i32::MAX)),
+        Target::PullRequest(n) => ("pull_request", i32::try_from(n).unwrap_or(i32::MAX)),
+    }
+}
+
+fn access_of(user: Option<&store::UserAccess>) -> SenderAccess {
+    match user {
+        None => SenderAccess::Unknown,
+        Some(u) if u.is_platform_owner => SenderAccess::PlatformOwner,
+        Some(u) if u.is_platform_admin => SenderAccess::PlatformAdmin,
+        Some(u) => match u.member_role.as_deref() {
+            Some("admin") => SenderAccess::Member(ProjectRole::Admin),
+            Some("read_write") => SenderAccess::Member(ProjectRole::ReadWrite),
+            Some("read") => SenderAccess::Member(ProjectRole::Read),
+            _ => SenderAccess::NotMember,
+        },
+    }
+}
+
+/// The outcome recorded on the webhook event: (outcome, reason).
+type Outcome = (&'static str, Option<String>);
+
+pub async fn handle(ctx: JobContext, deps: Arc<ControlDeps>) -> Result<(), JobError> {
+    let payload: Payload = ctx.parse_payload()?;
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    ctx.lock_lease(&mut tx).await?;
+    let Some(event) = store::lock_event(&mut tx, payload.webhook_event_id).await? else {
+        return Err(JobError::permanent(format!(
+            "webhook event {} does not exist",
+            payload.webhook_event_id
+        )));
+    };
+    if event.processing_state == "processed" {
+        return Ok(());
+    }
+    let parsed = events::parse(&event.event_name, &event.payload).map_err(JobError::permanent)?;
+    let correlation = event.delivery_id.as_str();
+    let outcome = match &parsed.policy_event {
+        None => ("ignored", Some("not_a_trigger".to_owned())),
+        Some(policy_event) => {
+            let repository = match parsed.repository_external_id {
+                Some(id) => store::find_repository(&mut tx, "github", id).await?,
+                None => None,
+            };
+            let user = match (&repository, &parsed.sender_login) {
+                (Some(repo), Some(login)) => {
+                    store::user_access(&mut tx, login, repo.project_id).await?
+                }
+                _ => None,
+            };
+            let settings: ProjectSettings = repository
+                .as_ref()
+                .and_then(|r| serde_json::from_value(r.project_settings.clone()).ok())
+                .unwrap_or_default();
+            let context = PolicyContext {
+                repository_connected: repository.is_some(),
+                sender: Sender {
+                    login: parsed.sender_login.clone().unwrap_or_default(),
+                    is_human: parsed.sender_is_user,
+                    access: access_of(user.as_ref()),
+                },
+                project: ProjectPolicy {
+                    runtime_overrides: overrides(&settings),
+                },
+            };
+            let decision = policy::decide(policy_event, &context);
+            let sender = parsed.sender_login.clone().unwrap_or_default();
+            match (decision, repository) {
+                (Decision::Ignore(reason), _) => ("ignored", Some(reason.code().to_owned())),
+                (decision, Some(repo)) => {
+                    let carried = Carry {
+                        tx: &mut tx,
+                        correlation,
+                        sender: &sender,
+                        repo: &repo,
+                    };
+                    carried
+                        .out(decision, &settings, user.as_ref(), &deps.defaults)
+                        .await?
+                }
+                (_, None) => ("ignored", Some("repository_not_connected".to_owned())),
+            }
+        }
+    };
+    audit::append(
+        &mut tx,
+        FlowEvent {
+            correlation_id: correlation,
+            run_id: None,
+            actor: Actor::System,
+            event_type: "webhook.processed",
+            payload: json!({
+                "webhook_event_id": event.id,
+                "event": event.event_name,
+                "outcome": outcome.0,
+                "reason": outcome.1,
+            }),
+        },
+    )
+    .await?;
+    store::record_outcome(&mut tx, event.id, outcome.0, outcome.1.as_deref()).await?;
+    tx.commit().await.map_err(map_sqlx_error)?;
+    Ok(())
+}
+
+fn overrides(settings: &ProjectSettings) -> std::collections::HashMap<Stage, RuntimeMode> {
+    settings
+        .runtime_overrides
+        .iter()
+        .filter_map(|(stage, mode)| Some((Stage::by_name(stage)?, RuntimeMode::parse(mode)?)))
+        .collect()
+}
+
+/// Carries a decision out inside the processing transaction.
+struct Carry<'a> {
+    tx: &'a mut sqlx::PgConnection,
+    correlation: &'a str,
+    sender: &'a str,
+    repo: &'a store::ConnectedRepository,
+}
+
+impl Carry<'_> {
+    async fn out(
+        self,
+        decision: Decision,
+        settings: &ProjectSettings,
+        user: Option<&store::UserAccess>,
+        defaults: &AgentDefaults,
+    ) -> Result<Outcome, JobError> {
+        match decision {
+            Decision::Start(plan) => {
+                let learning = user
+                    .and_then(|u| u.learning_mode_override)
+                    .or(settings.learning_mode_default)
+                    .unwrap_or(defaults.learning_mode);
+                let model = plan
+                    .model
+                    .clone()
+                    .or_else(|| settings.model.clone())
+                    .unwrap_or_else(|| defaults.model.clone());
+                let reasoning = plan
+                    .reasoning
+                    .map(|r| r.key().to_owned())
+                    .or_else(|| settings.reasoning.clone())
+                    .unwrap_or_else(|| defaults.reasoning.clone());
+                self.start(&plan, &model, &reasoning, learning).await
+            }
+            Decision::Refuse {
+                target,
+                kind,
+                comment,
+                add_need_input,
+            } => {
+                let (target_kind, number) = target_parts(target);
+                let labels: Vec<&str> = if add_need_input {
+                    vec![crate::domain::labels::NEED_INPUT]
+                } else {
+                    vec![]
+                };
+                let job = NewJob::new(json!({
+                    "repository_id": self.repo.repository_id,
+                    "target_kind": target_kind,
+                    "target_number": number,
+                    "body": comment,
+                    "add_labels": labels,
+                }))
+                .correlation_id(
+                    Uuid::parse_str(self.correlation).unwrap_or_else(|_| Uuid::now_v7()),
+                );
+                queue::enqueue(&mut *self.tx, &GITHUB_COMMENT, job).await?;
+                audit::append(
+                    self.tx,
+                    FlowEvent {
+                        correlation_id: self.correlation,
+                        run_id: None,
+                        actor: Actor::Human(self.sender.to_owned()),
+                        event_type: "policy.refused",
+                        payload: json!({ "reason": kind.code(), "target_kind": target_kind, "target_number": number, "comment": comment }),
+                    },
+                )
+                .await?;
+                Ok(("refused", Some(kind.code().to_owned())))
+            }
+            Decision::CancelActiveRuns { target } => {
+                let n = self
+                    .cancel(target, None, "the issue or pull request was closed")
+                    .await?;
+                Ok(("canceled", Some(format!("{n} active run(s)"))))
+            }
+            Decision::EndDiscussion { target } => {
+                let n = self
+                    .cancel(target, Some("discussion"), "mode:discussion was removed")
+                    .await?;
+                Ok(("discussion_ended", Some(format!("{n} active run(s)"))))
+            }
+            Decision::Ignore(reason) => Ok(("ignored", Some(reason.code().to_owned()))),
+        }
+    }
+
+    async fn start(
+        self,
+        plan: &RunPlan,
+        model: &str,
+        reasoning: &str,
+        learning: bool,
+    ) -> Result<Outcome, JobError> {
+        let (target_kind, number) = target_parts(plan.target);
+        let (trigger_kind, stage, revise) = match plan.kind {
+            RunKind::Stage { stage, revise } => ("stage", Some(stage.name()), revise),
+            RunKind::Discussion => ("discussion", None, false),
+            RunKind::Reviewer => ("reviewer", None, false),
+        };
+        let dedupe_key = plan.kind.dedupe_key();
+        let run = NewRun {
+            id: Uuid::now_v7(),
+            project_id: self.repo.project_id,
+            repository_id: self.repo.repository_id,
+            agent_key: plan.role.key(),
+            trigger_label: &plan.trigger_label,
+            trigger_kind,
+            stage,
+            revise,
+            target_kind,
+            target_number: number,
+            dedupe_key: &dedupe_key,
+            runtime_mode: plan.mode.key(),
+            model,
+            reasoning,
+            learning_mode: learning,
+            payload: json!({ "sender": self.sender }),
+            correlation_id: self.correlation,
+        };
+        let Some(run_id) = store::insert_pending_run(self.tx, &run).await? else {
+            audit::append(
+                self.tx,
+                FlowEvent {
+                    correlation_id: self.correlation,
+                    run_id: None,
+                    actor: Actor::Human(self.sender.to_owned()),
+                    event_type: "run.already_active",
+                    payload: json!({ "target_kind": target_kind, "target_number": number, "slot": dedupe_key }),
+                },
+            )
+            .await?;
+            return Ok(("ignored", Some("run_already_active".to_owned())));
+        };
+        let job = NewJob::new(json!({ "run_id": run_id }))
+            .unique_key(run_id.to_string())
+            .correlation_id(Uuid::parse_str(self.correlation).unwrap_or(run_id));
+        queue::enqueue(&mut *self.tx, &LAUNCH_RUN, job).await?;
+        audit::append(
+            self.tx,
+            FlowEvent {
+                correlation_id: self.correlation,
+                run_id: Some(run_id),
+                actor: Actor::Human(self.sender.to_owned()),
+                event_type: "run.created",
+                payload: json!({
+                    "agent": plan.role.key(),
+                    "trigger_label": plan.trigger_label,
+                    "stage": stage,
+                    "revise": revise,
+                    "runtime_mode": plan.mode.key(),
+                    "target_kind": target_kind,
+                    "target_number": number,
+                    "model": model,
+                    "reasoning": reasoning,
+                }),
+            },
+        )
+        .await?;
+        Ok(("run_created", Some(run_id.to_string())))
+    }
+
+    /// Cancels the target's active runs (of one slot, if given); returns how many.
+    async fn cancel(
+        self,
+        target: Target,
+        slot: Option<&str>,
+        why: &str,
+    ) -> Result<usize, JobError> {
+        let (target_kind, number) = target_parts(target);
+        let runs =
+            store::lock_active_runs(self.tx, self.repo.repository_id, target_kind, number, slot)
+                .await?;
+        for run in &runs {
+            let from = RunStatus::parse(&run.status)
+                .ok_or_else(|| JobError::permanent(format!("unknown run status {}", run.status)))?;
+            if !from.can_become(RunStatus::Canceled) {
+                continue;
+            }
+            store::set_run_status(self.tx, run.id, RunStatus::Canceled.key(), Some(why)).await?;
+            // A pending run has no workload yet; its launch job finds it canceled and stops.
+            if from != RunStatus::Pending {
+                let job = NewJob::new(json!({ "run_id": run.id })).unique_key(run.id.to_string());
+                queue::enqueue(&mut *self.tx, &CANCEL_RUN, job).await?;
+            }
+            audit::append(
+                self.tx,
+                FlowEvent {
+                    correlation_id: self.correlation,
+                    run_id: Some(run.id),
+                    actor: Actor::Human(self.sender.to_owned()),
+                    event_type: "run.canceled",
+                    payload: json!({ "from": from.key(), "reason": why, "slot": run.dedupe_key }),
+                },
+            )
+            .await?;
+        }
+        Ok(runs.len())
+    }
+}

@@ -1,0 +1,181 @@
+//! The control role's reads and writes, inside the caller's transaction. SQL in `sql/`.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::errors::RepositoryError;
+use crate::sql;
+use crate::store::map_sqlx_error;
+
+#[derive(sqlx::FromRow)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub delivery_id: String,
+    pub event_name: String,
+    pub payload: Value,
+    pub processing_state: String,
+}
+
+pub async fn lock_event(
+    tx: &mut PgConnection,
+    id: i64,
+) -> Result<Option<StoredEvent>, RepositoryError> {
+    sqlx::query_as(sql!("webhook_events/lock_for_processing"))
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+        .map_err(map_sqlx_error)
+}
+
+pub async fn record_outcome(
+    tx: &mut PgConnection,
+    id: i64,
+    outcome: &str,
+    reason: Option<&str>,
+) -> Result<(), RepositoryError> {
+    sqlx::query(sql!("webhook_events/record_outcome"))
+        .bind(id)
+        .bind(outcome)
+        .bind(reason)
+        .execute(tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ConnectedRepository {
+    pub repository_id: Uuid,
+    pub project_id: Uuid,
+    pub project_settings: Value,
+}
+
+pub async fn find_repository(
+    tx: &mut PgConnection,
+    provider: &str,
+    external_id: i64,
+) -> Result<Option<ConnectedRepository>, RepositoryError> {
+    sqlx::query_as(sql!("repositories/find_connected"))
+        .bind(provider)
+        .bind(external_id)
+        .fetch_optional(tx)
+        .await
+        .map_err(map_sqlx_error)
+}
+
+#[derive(sqlx::FromRow)]
+pub struct UserAccess {
+    pub is_platform_owner: bool,
+    pub is_platform_admin: bool,
+    pub member_role: Option<String>,
+    pub learning_mode_override: Option<bool>,
+}
+
+pub async fn user_access(
+    tx: &mut PgConnection,
+    login: &str,
+    project_id: Uuid,
+) -> Result<Option<UserAccess>, RepositoryError> {
+    sqlx::query_as(sql!("users/access_by_github_login"))
+        .bind(login)
+        .bind(project_id)
+        .fetch_optional(tx)
+        .await
+        .map_err(map_sqlx_error)
+}
+
+/// A pending run to insert.
+pub struct NewRun<'a> {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub repository_id: Uuid,
+    pub agent_key: &'a str,
+    pub trigger_label: &'a str,
+    pub trigger_kind: &'a str,
+    pub stage: Option<&'a str>,
+    pub revise: bool,
+    pub target_kind: &'a str,
+    pub target_number: i32,
+    pub dedupe_key: &'a str,
+    pub runtime_mode: &'a str,
+    pub model: &'a str,
+    pub reasoning: &'a str,
+    pub learning_mode: bool,
+    pub payload: Value,
+    pub correlation_id: &'a str,
+}
+
+/// Inserts the run; `None` when an active run holds the same dedupe slot.
+pub async fn insert_pending_run(
+    tx: &mut PgConnection,
+    run: &NewRun<'_>,
+) -> Result<Option<Uuid>, RepositoryError> {
+    let (issue, pr) = match run.target_kind {
+        "issue" => (Some(run.target_number), None),
+        _ => (None, Some(run.target_number)),
+    };
+    sqlx::query_scalar(sql!("agent_runs/insert_pending"))
+        .bind(run.id)
+        .bind(run.project_id)
+        .bind(run.repository_id)
+        .bind(run.agent_key)
+        .bind(run.trigger_label)
+        .bind(run.trigger_kind)
+        .bind(run.stage)
+        .bind(run.revise)
+        .bind(run.target_kind)
+        .bind(run.target_number)
+        .bind(run.dedupe_key)
+        .bind(issue)
+        .bind(pr)
+        .bind(run.runtime_mode)
+        .bind(run.model)
+        .bind(run.reasoning)
+        .bind(run.learning_mode)
+        .bind(&run.payload)
+        .bind(run.correlation_id)
+        .fetch_optional(tx)
+        .await
+        .map_err(map_sqlx_error)
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ActiveRun {
+    pub id: Uuid,
+    pub status: String,
+    pub dedupe_key: String,
+}
+
+pub async fn lock_active_runs(
+    tx: &mut PgConnection,
+    repository_id: Uuid,
+    target_kind: &str,
+    target_number: i32,
+    dedupe_key: Option<&str>,
+) -> Result<Vec<ActiveRun>, RepositoryError> {
+    sqlx::query_as(sql!("agent_runs/lock_active_for_target"))
+        .bind(repository_id)
+        .bind(target_kind)
+        .bind(target_number)
+        .bind(dedupe_key)
+        .fetch_all(tx)
+        .await
+        .map_err(map_sqlx_error)
+}
+
+pub async fn set_run_status(
+    tx: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<(), RepositoryError> {
+    sqlx::query(sql!("agent_runs/set_status"))
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .execute(tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(())
+}

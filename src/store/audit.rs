@@ -1,0 +1,56 @@
+//! The audit trail (`flow_events`): append-only, written in the same transaction as the change it
+//! describes. Payloads must never carry secrets.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::map_sqlx_error;
+use crate::domain::errors::RepositoryError;
+use crate::sql;
+
+/// Who caused an audited event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    System,
+    Agent(String),
+    Human(String),
+}
+
+impl Actor {
+    fn parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::System => ("system", None),
+            Self::Agent(id) => ("agent", Some(id)),
+            Self::Human(id) => ("human", Some(id)),
+        }
+    }
+}
+
+/// One audited event.
+#[derive(Debug, Clone)]
+pub struct FlowEvent<'a> {
+    pub correlation_id: &'a str,
+    pub run_id: Option<Uuid>,
+    pub actor: Actor,
+    /// Dotted, e.g. `webhook.ignored`, `run.created`, `k8s.job.created`.
+    pub event_type: &'a str,
+    pub payload: Value,
+}
+
+pub async fn append(
+    conn: &mut sqlx::PgConnection,
+    event: FlowEvent<'_>,
+) -> Result<(), RepositoryError> {
+    let (actor_type, actor_id) = event.actor.parts();
+    sqlx::query(sql!("flow_events/append"))
+        .bind(event.correlation_id)
+        .bind(event.run_id)
+        .bind(actor_type)
+        .bind(actor_id)
+        .bind(event.event_type)
+        .bind(&event.payload)
+        .execute(conn)
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(())
+}
