@@ -18,9 +18,22 @@ use tokio_util::sync::CancellationToken;
 
 const NOOP: JobKind = JobKind::new("bench.noop");
 
+mod webhooks;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    /// Job queue drain, enqueue→start latency, pgbench claim ceiling.
+    Queue,
+    /// Webhook ingress rate and latency, pgbench insert ceiling.
+    Webhooks,
+}
+
 #[derive(Debug, Parser)]
-#[command(about = "Benchmarks the codex-k8s job queue")]
+#[command(about = "Benchmarks codex-k8s: the job queue and webhook ingress")]
 struct Args {
+    /// Suites to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Suite::Queue, Suite::Webhooks])]
+    suite: Vec<Suite>,
     /// Server to create throwaway databases on (a superuser connection to any database).
     #[arg(
         long,
@@ -57,6 +70,16 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
+    if args.suite.contains(&Suite::Queue) {
+        queue_suite(&args).await?;
+    }
+    if args.suite.contains(&Suite::Webhooks) {
+        webhooks::run(&args).await?;
+    }
+    Ok(())
+}
+
+async fn queue_suite(args: &Args) -> anyhow::Result<()> {
     println!(
         "codex-k8s queue benchmark: {} jobs per drain, concurrency {} and claim batch {} per worker",
         args.jobs, args.concurrency, args.claim_batch
@@ -77,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     for &workers in &args.workers {
         let db = fresh_database(&args.database_url).await?;
         prefill(&db.pool, args.jobs).await?;
-        let (rate, secs) = drain(&db.pool, workers, &args).await?;
+        let (rate, secs) = drain(&db.pool, workers, args).await?;
         println!(
             "{:<34} {:>12.0} {:>12.2}",
             format!("queue drain, {workers} worker(s)"),
@@ -93,8 +116,9 @@ async fn main() -> anyhow::Result<()> {
             {
                 let db = fresh_database(&args.database_url).await?;
                 prefill(&db.pool, args.jobs).await?;
+                let per_client = (args.jobs / rows_per_tx / clients).to_string();
                 let rows_per_s =
-                    pgbench_ceiling(pgbench, script, &db.url, clients, args.jobs / rows_per_tx)?
+                    pgbench_run(pgbench, script, &db.url, clients, &["-t", &per_client])?
                         * rows_per_tx as f64;
                 println!(
                     "{:<34} {:>12.0} {:>12}   queue/pgbench = {:.2}",
@@ -308,14 +332,14 @@ async fn latency(pool: &PgPool, samples: usize) -> anyhow::Result<(Percentiles, 
     Ok((percentiles(from_call), percentiles(from_commit)))
 }
 
-/// pgbench running a claim script (from `bench/`) for `transactions` transactions in all; returns
-/// transactions/s. Claimed jobs are not completed: this is the ceiling of the claim alone.
-fn pgbench_ceiling(
+/// pgbench running `script` (from `bench/`) with `clients` clients until `limit` (`-t N` or `-T secs`);
+/// returns transactions/s.
+fn pgbench_run(
     pgbench: &PathBuf,
     script: &str,
     url: &str,
     clients: usize,
-    transactions: usize,
+    limit: &[&str],
 ) -> anyhow::Result<f64> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("bench")
@@ -328,9 +352,8 @@ fn pgbench_ceiling(
             &clients.to_string(),
             "-j",
             &clients.min(2).to_string(),
-            "-t",
-            &(transactions / clients).to_string(),
         ])
+        .args(limit)
         .arg(url)
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -207,6 +207,8 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
         h
     };
     let truncated = body[..body.len() / 2].to_vec();
+    // Valid JSON that PostgreSQL's jsonb refuses (a NUL character).
+    let nul = br#"{"action":"opened","zen":"\u0000"}"#.to_vec();
     let not_json = b"payload=%7B%7D".to_vec();
     type Headers = Vec<(&'static str, String)>;
     let cases: Vec<(&str, Headers, Vec<u8>, u16, &str)> = vec![
@@ -265,6 +267,13 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
             not_json.clone(),
             400,
             "not valid JSON",
+        ),
+        (
+            "JSON that jsonb cannot hold",
+            github_headers("issues", "bad-input", WEBHOOK_SECRET, &nul),
+            nul.clone(),
+            400,
+            "cannot be stored",
         ),
         (
             "wrong content type",

@@ -9,6 +9,9 @@ pub enum RepositoryError {
     /// The write would break a uniqueness or consistency rule.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The value cannot be stored as given (e.g. JSON text PostgreSQL's `jsonb` refuses).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The store cannot be reached right now; the same call may succeed later.
     #[error("store temporarily unavailable: {0}")]
     Unavailable(String),

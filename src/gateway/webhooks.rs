@@ -9,7 +9,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 use uuid::Uuid;
 
 use super::GatewayState;
@@ -51,14 +52,39 @@ fn required_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, Ap
     Ok(value.trim())
 }
 
-/// A checked, parsed delivery.
-struct Delivery {
-    id: String,
-    event: String,
-    payload: Value,
+/// The few payload fields stored in columns. Deserialising into this (rather than a `Value` tree)
+/// still validates the whole body as JSON but builds nothing for the fields it skips.
+#[derive(Deserialize)]
+struct Envelope {
+    action: Option<String>,
+    repository: Option<RepositoryRef>,
+    sender: Option<SenderRef>,
 }
 
-fn parse(state: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Delivery, ApiError> {
+#[derive(Deserialize)]
+struct RepositoryRef {
+    id: Option<i64>,
+    full_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SenderRef {
+    login: Option<String>,
+}
+
+/// A checked delivery: headers, the verified body as text, and its indexed fields.
+struct Delivery<'b> {
+    id: String,
+    event: String,
+    body: &'b str,
+    envelope: Envelope,
+}
+
+fn parse<'b>(
+    state: &GatewayState,
+    headers: &HeaderMap,
+    body: &'b [u8],
+) -> Result<Delivery<'b>, ApiError> {
     let event = required_header(headers, "X-GitHub-Event")?.to_owned();
     let id = required_header(headers, "X-GitHub-Delivery")?.to_owned();
     if id.len() > 200 {
@@ -87,12 +113,19 @@ fn parse(state: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Deliv
             ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
         }
     })?;
-    let payload: Value = serde_json::from_slice(body)
+    let text = std::str::from_utf8(body)
         .map_err(|e| bad_request(format!("body is not valid JSON: {e}")))?;
-    if !payload.is_object() {
-        return Err(bad_request("body must be a JSON object"));
+    if !text.trim_start().starts_with('{') {
+        return Err(bad_request("body is not valid JSON: expected an object"));
     }
-    Ok(Delivery { id, event, payload })
+    let envelope: Envelope = serde_json::from_str(text)
+        .map_err(|e| bad_request(format!("body is not valid JSON: {e}")))?;
+    Ok(Delivery {
+        id,
+        event,
+        body: text,
+        envelope,
+    })
 }
 
 /// What was stored and how to answer.
@@ -102,23 +135,23 @@ enum Stored {
     Ignored(&'static str),
 }
 
-async fn store(state: &GatewayState, delivery: &Delivery) -> Result<Stored, RepositoryError> {
+async fn store(state: &GatewayState, delivery: &Delivery<'_>) -> Result<Stored, RepositoryError> {
     let used = USED_EVENTS.contains(&delivery.event.as_str());
     let ignored_reason = match delivery.event.as_str() {
         "ping" => Some("ping"),
         _ if !used => Some("event_not_used"),
         _ => None,
     };
-    let p = &delivery.payload;
+    let e = &delivery.envelope;
     let mut tx = state.pool.begin().await.map_err(map_sqlx_error)?;
     let inserted: Option<i64> = sqlx::query_scalar(sql!("webhook_events/insert"))
         .bind(&delivery.id)
         .bind(&delivery.event)
-        .bind(p.get("action").and_then(Value::as_str))
-        .bind(p.pointer("/repository/id").and_then(Value::as_i64))
-        .bind(p.pointer("/repository/full_name").and_then(Value::as_str))
-        .bind(p.pointer("/sender/login").and_then(Value::as_str))
-        .bind(p)
+        .bind(e.action.as_deref())
+        .bind(e.repository.as_ref().and_then(|r| r.id))
+        .bind(e.repository.as_ref().and_then(|r| r.full_name.as_deref()))
+        .bind(e.sender.as_ref().and_then(|s| s.login.as_deref()))
+        .bind(delivery.body)
         .bind(if ignored_reason.is_some() {
             "processed"
         } else {
@@ -174,6 +207,9 @@ pub async fn receive_github(
             .into_response();
         }
         Ok(Err(e @ RepositoryError::Unavailable(_))) => return unavailable(&e).into_response(),
+        Ok(Err(RepositoryError::InvalidInput(why))) => {
+            return bad_request(format!("the payload cannot be stored: {why}")).into_response();
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, delivery = %delivery.id, "storing a webhook failed");
             return ApiError::new(

@@ -17,6 +17,8 @@ pub fn map_sqlx_error(err: sqlx::Error) -> RepositoryError {
                 // Class 08: connection exceptions; 57P0x: shutdown/recovery; 53300: too many
                 // connections; 40001/40P01: serialization failure and deadlock, both retryable.
                 c if c.starts_with("08") => RepositoryError::Unavailable(db.message().to_owned()),
+                // Class 22: data exceptions, i.e. a value the column cannot hold.
+                c if c.starts_with("22") => RepositoryError::InvalidInput(db.message().to_owned()),
                 "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" => {
                     RepositoryError::Unavailable(db.message().to_owned())
                 }
