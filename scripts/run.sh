@@ -12,6 +12,8 @@ fi
 export CODEXK8S_DATABASE_URL=${CODEXK8S_DATABASE_URL:-postgres://postgres@127.0.0.1:55432/codex_k8s}
 export CODEXK8S_HTTP_ADDR=${CODEXK8S_HTTP_ADDR:-127.0.0.1:8080}
 export CODEXK8S_LOG_FORMAT=${CODEXK8S_LOG_FORMAT:-text}
+# A local-only webhook secret; set your own to match the webhook configured on GitHub.
+export CODEXK8S_GITHUB_WEBHOOK_SECRETS=${CODEXK8S_GITHUB_WEBHOOK_SECRETS:-local-dev-webhook-secret}
 cargo build --quiet --bin codex-k8s
 target/debug/codex-k8s migrate
 exec target/debug/codex-k8s serve "$@"
