@@ -350,3 +350,36 @@ async fn every_fixture_gets_the_right_recorded_outcome() {
     assert!(runs(&w.db.pool).await.is_empty());
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_thousand_concurrent_copies_of_a_trigger_delivery_make_at_most_one_run() {
+    let w = std::sync::Arc::new(world(Some("read_write")).await);
+    let body = std::sync::Arc::new(
+        serde_json::to_vec(&labeled(
+            "issues.labeled.payload.json",
+            "run:dev",
+            &["run:dev"],
+        ))
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (w, body) = (w.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            w.app
+                .post_webhook("issues", "one-delivery", &body)
+                .await
+                .status
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        if t.await.unwrap() == 202 {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(w.outcome_of("one-delivery").await.0, "run_created");
+    assert_eq!(runs(&w.db.pool).await.len(), 1);
+    assert_eq!(jobs_of(&w.db.pool, "launch_run").await.len(), 1);
+}
