@@ -169,8 +169,25 @@ struct Carry<'a> {
 }
 
 impl Carry<'_> {
+    /// Audits an effect of the sender's action, correlated with the delivery.
+    async fn audit(
+        &mut self,
+        run_id: Option<Uuid>,
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), JobError> {
+        let event = FlowEvent {
+            correlation_id: self.correlation,
+            run_id,
+            actor: Actor::Human(self.sender.to_owned()),
+            event_type,
+            payload,
+        };
+        Ok(audit::append(self.tx, event).await?)
+    }
+
     async fn out(
-        self,
+        mut self,
         decision: Decision,
         settings: &ProjectSettings,
         user: Option<&store::UserAccess>,
@@ -217,17 +234,7 @@ impl Carry<'_> {
                     Uuid::parse_str(self.correlation).unwrap_or_else(|_| Uuid::now_v7()),
                 );
                 queue::enqueue(&mut *self.tx, &GITHUB_COMMENT, job).await?;
-                audit::append(
-                    self.tx,
-                    FlowEvent {
-                        correlation_id: self.correlation,
-                        run_id: None,
-                        actor: Actor::Human(self.sender.to_owned()),
-                        event_type: "policy.refused",
-                        payload: json!({ "reason": kind.code(), "target_kind": target_kind, "target_number": number, "comment": comment }),
-                    },
-                )
-                .await?;
+                self.audit(None, "policy.refused", json!({ "reason": kind.code(), "target_kind": target_kind, "target_number": number, "comment": comment })).await?;
                 Ok(("refused", Some(kind.code().to_owned())))
             }
             Decision::CancelActiveRuns { target } => {
@@ -247,7 +254,7 @@ impl Carry<'_> {
     }
 
     async fn start(
-        self,
+        &mut self,
         plan: &RunPlan,
         model: &str,
         reasoning: &str,
@@ -280,15 +287,10 @@ impl Carry<'_> {
             correlation_id: self.correlation,
         };
         let Some(run_id) = store::insert_pending_run(self.tx, &run).await? else {
-            audit::append(
-                self.tx,
-                FlowEvent {
-                    correlation_id: self.correlation,
-                    run_id: None,
-                    actor: Actor::Human(self.sender.to_owned()),
-                    event_type: "run.already_active",
-                    payload: json!({ "target_kind": target_kind, "target_number": number, "slot": dedupe_key }),
-                },
+            self.audit(
+                None,
+                "run.already_active",
+                json!({ "target_kind": target_kind, "target_number": number, "slot": dedupe_key }),
             )
             .await?;
             return Ok(("ignored", Some("run_already_active".to_owned())));
@@ -297,25 +299,20 @@ impl Carry<'_> {
             .unique_key(run_id.to_string())
             .correlation_id(Uuid::parse_str(self.correlation).unwrap_or(run_id));
         queue::enqueue(&mut *self.tx, &LAUNCH_RUN, job).await?;
-        audit::append(
-            self.tx,
-            FlowEvent {
-                correlation_id: self.correlation,
-                run_id: Some(run_id),
-                actor: Actor::Human(self.sender.to_owned()),
-                event_type: "run.created",
-                payload: json!({
-                    "agent": plan.role.key(),
-                    "trigger_label": plan.trigger_label,
-                    "stage": stage,
-                    "revise": revise,
-                    "runtime_mode": plan.mode.key(),
-                    "target_kind": target_kind,
-                    "target_number": number,
-                    "model": model,
-                    "reasoning": reasoning,
-                }),
-            },
+        self.audit(
+            Some(run_id),
+            "run.created",
+            json!({
+                "agent": plan.role.key(),
+                "trigger_label": plan.trigger_label,
+                "stage": stage,
+                "revise": revise,
+                "runtime_mode": plan.mode.key(),
+                "target_kind": target_kind,
+                "target_number": number,
+                "model": model,
+                "reasoning": reasoning,
+            }),
         )
         .await?;
         Ok(("run_created", Some(run_id.to_string())))
@@ -323,7 +320,7 @@ impl Carry<'_> {
 
     /// Cancels the target's active runs (of one slot, if given); returns how many.
     async fn cancel(
-        self,
+        &mut self,
         target: Target,
         slot: Option<&str>,
         why: &str,
@@ -344,15 +341,10 @@ impl Carry<'_> {
                 let job = NewJob::new(json!({ "run_id": run.id })).unique_key(run.id.to_string());
                 queue::enqueue(&mut *self.tx, &CANCEL_RUN, job).await?;
             }
-            audit::append(
-                self.tx,
-                FlowEvent {
-                    correlation_id: self.correlation,
-                    run_id: Some(run.id),
-                    actor: Actor::Human(self.sender.to_owned()),
-                    event_type: "run.canceled",
-                    payload: json!({ "from": from.key(), "reason": why, "slot": run.dedupe_key }),
-                },
+            self.audit(
+                Some(run.id),
+                "run.canceled",
+                json!({ "from": from.key(), "reason": why, "slot": run.dedupe_key }),
             )
             .await?;
         }
