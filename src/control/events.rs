@@ -80,15 +80,17 @@ pub fn parse(event_name: &str, payload: &Value) -> Result<ParsedEvent, String> {
                 .ok_or_else(|| missing("pull_request")),
         }
     };
+    let label_of = || {
+        envelope
+            .label
+            .as_ref()
+            .map(|l| l.name.clone())
+            .ok_or_else(|| missing("label"))
+    };
     let policy_event = match (event_name, action) {
         ("issues" | "pull_request", "labeled") => {
             let (target, item) = target_of(event_name)?;
-            let label = envelope
-                .label
-                .as_ref()
-                .ok_or_else(|| missing("label"))?
-                .name
-                .clone();
+            let label = label_of()?;
             let mut labels = names(item);
             if !labels.contains(&label) {
                 labels.push(label.clone());
@@ -103,12 +105,7 @@ pub fn parse(event_name: &str, payload: &Value) -> Result<ParsedEvent, String> {
         }
         ("issues" | "pull_request", "unlabeled") => {
             let (target, _) = target_of(event_name)?;
-            let label = envelope
-                .label
-                .as_ref()
-                .ok_or_else(|| missing("label"))?
-                .name
-                .clone();
+            let label = label_of()?;
             Some(PolicyEvent::Unlabeled { target, label })
         }
         ("issues" | "pull_request", "closed") => Some(PolicyEvent::Closed {
