@@ -62,7 +62,7 @@ fn names(item: &Item) -> Vec<String> {
 /// Parses a stored payload of event `event_name`. An error means the payload is not what GitHub
 /// sends for that event.
 pub fn parse(event_name: &str, payload: &Value) -> Result<ParsedEvent, String> {
-    let envelope: Envelope = serde_json::from_value(payload.clone())
+    let envelope: Envelope = Envelope::deserialize(payload)
         .map_err(|e| format!("malformed {event_name} payload: {e}"))?;
     let action = envelope.action.as_deref().unwrap_or_default();
     let missing = |what: &str| format!("{event_name}.{action} payload has no {what}");
