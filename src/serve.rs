@@ -152,15 +152,7 @@ pub async fn start(
         shutdown.clone(),
     ));
 
-    let worker_config = WorkerConfig {
-        owner: owner.clone(),
-        concurrency: config.queue.concurrency,
-        claim_batch: config.queue.claim_batch,
-        lease: config.queue.lease,
-        poll_interval: config.queue.poll_interval,
-        rescue_interval: config.queue.rescue_interval,
-        shutdown_grace: config.queue.shutdown_grace,
-    };
+    let worker_config = WorkerConfig::from_queue_config(owner.clone(), &config.queue);
     let worker = Worker::new(
         pool.clone(),
         handlers_for(roles, config, &pool),

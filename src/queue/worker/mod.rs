@@ -43,6 +43,21 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
 }
 
+impl WorkerConfig {
+    /// The worker settings of `queue` for the worker identified by `owner`.
+    pub fn from_queue_config(owner: String, queue: &crate::config::QueueConfig) -> Self {
+        Self {
+            owner,
+            concurrency: queue.concurrency,
+            claim_batch: queue.claim_batch,
+            lease: queue.lease,
+            poll_interval: queue.poll_interval,
+            rescue_interval: queue.rescue_interval,
+            shutdown_grace: queue.shutdown_grace,
+        }
+    }
+}
+
 /// Backoff of the worker's own loops while PostgreSQL is unreachable.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 /// Most outcomes recorded in one statement.
