@@ -4,6 +4,10 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# The webhook suite floods the service with wrk (a load generator in its own process) when it can.
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get install -y -qq wrk >/dev/null 2>&1 || echo "bench: wrk not installed; using the in-process client" >&2
+fi
 export CODEXK8S_DEV_PG_PORT=55433 CODEXK8S_DEV_PG_FAST=0
 scripts/dev-postgres.sh start
 trap 'scripts/dev-postgres.sh stop' EXIT

@@ -383,3 +383,95 @@ async fn a_thousand_concurrent_copies_of_a_trigger_delivery_make_at_most_one_run
     assert_eq!(runs(&w.db.pool).await.len(), 1);
     assert_eq!(jobs_of(&w.db.pool, "launch_run").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_processed_together_each_get_their_own_outcome_and_a_bad_one_fails_alone() {
+    let w = std::sync::Arc::new(world(Some("read_write")).await);
+    // Issue number 0 passes the policy but the database refuses the run row (target_number > 0):
+    // it fails its own job while the deliveries processed beside it are recorded normally.
+    let mut tasks = Vec::new();
+    for number in 0..30 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut payload = labeled("issues.labeled.payload.json", "run:dev", &["run:dev"]);
+            payload["issue"]["number"] = json!(number);
+            let delivery = format!("burst-{number}");
+            let reply = w
+                .app
+                .post_webhook("issues", &delivery, &serde_json::to_vec(&payload).unwrap())
+                .await;
+            assert_eq!(reply.status, 202, "{}", reply.body);
+            delivery
+        }));
+    }
+    let deliveries: Vec<String> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for delivery in &deliveries[1..] {
+        assert_eq!(w.outcome_of(delivery).await.0, "run_created", "{delivery}");
+    }
+    let runs = runs(&w.db.pool).await;
+    let mut numbers: Vec<i32> = runs.iter().map(|r| r.target_number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..30).collect::<Vec<_>>());
+    for run in &runs {
+        assert_eq!(run.correlation_id, format!("burst-{}", run.target_number));
+        let job: i64 = sqlx::query_scalar(include_str!("support/sql/job_by_unique_key.sql"))
+            .bind("process_event")
+            .bind(format!("webhook:github:{}", run.correlation_id))
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+        let job = support::job_in_state(
+            &w.db.pool,
+            job,
+            codex_k8s::queue::JobState::Succeeded,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(
+            job.attempt, 1,
+            "the bad delivery did not cost its neighbours an attempt"
+        );
+        assert_eq!(
+            flow_types(&w.db.pool, &run.correlation_id).await,
+            vec!["run.created", "webhook.processed"]
+        );
+    }
+    let poison: i64 = sqlx::query_scalar(include_str!("support/sql/job_by_unique_key.sql"))
+        .bind("process_event")
+        .bind("webhook:github:burst-0")
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    let job = eventually(
+        Duration::from_secs(10),
+        "the bad delivery's attempt to fail",
+        || async {
+            let job = codex_k8s::queue::get(&w.db.pool, poison).await.unwrap();
+            (job.last_error.is_some()).then_some(job)
+        },
+    )
+    .await;
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap()
+            .contains("agent_runs_target_number_check"),
+        "{:?}",
+        job.last_error
+    );
+    let state: (String, Option<String>, Option<String>) =
+        sqlx::query_as(include_str!("support/sql/webhook_outcome.sql"))
+            .bind("burst-0")
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        state.0, "received",
+        "nothing of the bad delivery was committed"
+    );
+    assert!(flow_types(&w.db.pool, "burst-0").await.is_empty());
+}

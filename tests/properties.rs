@@ -78,7 +78,7 @@ proptest! {
 
     #[test]
     fn the_payload_parser_never_panics(event in prop_oneof![Just("issues"), Just("pull_request"), Just("pull_request_review"), Just("issue_comment"), Just("installation")], payload in json_value()) {
-        let _ = codex_k8s::control::parse_event(event, &payload);
+        let _ = codex_k8s::control::parse_event(event, &payload.to_string());
     }
 
     #[test]
@@ -90,7 +90,7 @@ proptest! {
             "repository": { "id": 7 },
             "sender": { "login": "someone", "type": "User" },
         });
-        let parsed = codex_k8s::control::parse_event("issues", &payload).unwrap();
+        let parsed = codex_k8s::control::parse_event("issues", &payload.to_string()).unwrap();
         match parsed.policy_event {
             Some(codex_k8s::domain::policy::PolicyEvent::Labeled { target, label: got, labels, .. }) => {
                 prop_assert_eq!(target, codex_k8s::domain::policy::Target::Issue(number));

@@ -584,3 +584,94 @@ async fn handler_writes_are_fenced_by_the_lease() {
     );
     assert_eq!(job.attempt, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_handler_gets_concurrent_jobs_together_and_each_job_keeps_its_own_result() {
+    let db = TestDb::migrated().await;
+    const BATCHED: JobKind = JobKind::new("test.batched").max_attempts(1);
+    const MAX_BATCH: usize = 6;
+    let jobs: Vec<NewJob> = (0..60).map(|n| NewJob::new(json!({ "n": n }))).collect();
+    let ids = queue::enqueue_many(&db.pool, &BATCHED, jobs).await.unwrap();
+    let batch_sizes: Arc<Mutex<Vec<usize>>> = Default::default();
+    let mut registry = Registry::new();
+    let (pool, sizes) = (db.pool.clone(), batch_sizes.clone());
+    registry.register_batched(
+        BATCHED,
+        MAX_BATCH,
+        Duration::from_millis(5),
+        move |jobs: Vec<queue::JobContext>| {
+            let (pool, sizes) = (pool.clone(), sizes.clone());
+            async move {
+                sizes.lock().unwrap().push(jobs.len());
+                // One job of the batch loses its lease before the batch fences its transaction.
+                let stolen = jobs.iter().find(|j| j.payload()["n"] == 7).map(|j| j.id);
+                if let Some(id) = stolen {
+                    sqlx::query(include_str!("support/sql/steal_job.sql"))
+                        .bind(id)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+                let mut tx = pool.begin().await.unwrap();
+                let held = queue::lock_leases(&mut tx, &jobs).await.unwrap();
+                tx.commit().await.unwrap();
+                jobs.iter()
+                    .zip(held)
+                    .map(|(job, held)| {
+                        let n = job.payload()["n"].as_i64().unwrap();
+                        match (held, n % 10) {
+                            (false, _) => Err(job.lease_lost()),
+                            (true, 0) => {
+                                Err(queue::JobError::permanent(format!("job {n} refused")))
+                            }
+                            (true, _) => Ok(()),
+                        }
+                    })
+                    .collect()
+            }
+        },
+    );
+    let (wakeups, listener) = listen(&db.pool);
+    let mut config = worker_config("batched");
+    config.concurrency = 16;
+    config.claim_batch = 16;
+    let worker = RunningWorker::start(&db.pool, registry, config, &wakeups);
+    eventually(
+        Duration::from_secs(20),
+        "every job to be recorded",
+        || async {
+            let open = count_in_state(&db.pool, "available").await
+                + count_in_state(&db.pool, "running").await;
+            let total: usize = batch_sizes.lock().unwrap().iter().sum();
+            (open == 1 && total == 60).then_some(())
+        },
+    )
+    .await;
+    worker.stop().await;
+    listener.cancel();
+
+    let sizes = batch_sizes.lock().unwrap().clone();
+    assert!(
+        sizes.iter().all(|&n| (1..=MAX_BATCH).contains(&n)),
+        "batch sizes {sizes:?}"
+    );
+    assert!(
+        sizes.iter().any(|&n| n > 1),
+        "jobs started together share a batch: {sizes:?}"
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let job = queue::get(&db.pool, *id).await.unwrap();
+        let expected = match n {
+            7 => JobState::Running, // its stolen attempt (2) is still leased; attempt 1's result was fenced
+            n if n % 10 == 0 => JobState::Dead,
+            _ => JobState::Succeeded,
+        };
+        assert_eq!(job.state, expected, "job {n}");
+        if expected == JobState::Dead {
+            assert_eq!(
+                job.last_error.as_deref(),
+                Some(format!("job {n} refused").as_str())
+            );
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! Typed views of stored GitHub payloads: only the fields the label policy reads.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::domain::policy::{PolicyEvent, ReviewState, Target};
 
@@ -59,10 +58,10 @@ fn names(item: &Item) -> Vec<String> {
     item.labels.iter().map(|l| l.name.clone()).collect()
 }
 
-/// Parses a stored payload of event `event_name`. An error means the payload is not what GitHub
-/// sends for that event.
-pub fn parse(event_name: &str, payload: &Value) -> Result<ParsedEvent, String> {
-    let envelope: Envelope = Envelope::deserialize(payload)
+/// Parses a stored payload (JSON text) of event `event_name`, building only the fields the policy
+/// reads. An error means the payload is not what GitHub sends for that event.
+pub fn parse(event_name: &str, payload: &str) -> Result<ParsedEvent, String> {
+    let envelope: Envelope = serde_json::from_str(payload)
         .map_err(|e| format!("malformed {event_name} payload: {e}"))?;
     let action = envelope.action.as_deref().unwrap_or_default();
     let missing = |what: &str| format!("{event_name}.{action} payload has no {what}");

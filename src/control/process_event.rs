@@ -1,8 +1,10 @@
-//! The `process_event` handler: one stored delivery → the label policy's decision → its effects
+//! The `process_event` handler: each stored delivery → the label policy's decision → its effects
 //! (a pending run and its `launch_run` job, a comment job, cancellations), the audit trail and the
-//! recorded outcome, all in one transaction fenced by the job's lease. Re-running it for an event
-//! already processed changes nothing.
+//! recorded outcome, in one transaction fenced by the jobs' leases. Deliveries that arrive together
+//! share that transaction (one commit for many). Re-running it for an event already processed
+//! changes nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -19,7 +21,7 @@ use crate::domain::policy::{
     SenderAccess, Target,
 };
 use crate::domain::runs::RunStatus;
-use crate::queue::{self, JobContext, JobError, NewJob};
+use crate::queue::{self, BatchResults, JobContext, JobError, NewJob};
 use crate::store::audit::{self, Actor, FlowEvent};
 use crate::store::map_sqlx_error;
 use crate::worker::{CANCEL_RUN, GITHUB_COMMENT, LAUNCH_RUN};
@@ -32,7 +34,8 @@ pub struct ControlDeps {
 
 #[derive(Deserialize)]
 struct Payload {
-    webhook_event_id: i64,
+    provider: String,
+    delivery_id: String,
 }
 
 /// Project settings the control role reads (the rest belongs to other features).
@@ -69,72 +72,129 @@ fn access_of(user: Option<&store::UserAccess>) -> SenderAccess {
 /// The outcome recorded on the webhook event: (outcome, reason).
 type Outcome = (&'static str, Option<String>);
 
-pub async fn handle(ctx: JobContext, deps: Arc<ControlDeps>) -> Result<(), JobError> {
-    let payload: Payload = ctx.parse_payload()?;
-    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
-    ctx.lock_lease(&mut tx).await?;
-    let Some(event) = store::lock_event(&mut tx, payload.webhook_event_id).await? else {
-        return Err(JobError::permanent(format!(
-            "webhook event {} does not exist",
-            payload.webhook_event_id
-        )));
-    };
-    if event.processing_state == "processed" {
-        return Ok(());
-    }
-    let parsed = events::parse(&event.event_name, &event.payload).map_err(JobError::permanent)?;
-    let correlation = event.delivery_id.as_str();
-    let outcome = match &parsed.policy_event {
-        None => ("ignored", Some("not_a_trigger".to_owned())),
-        Some(policy_event) => {
-            let repository = match parsed.repository_external_id {
-                Some(id) => store::find_repository(&mut tx, "github", id).await?,
-                None => None,
-            };
-            let user = match (&repository, &parsed.sender_login) {
-                (Some(repo), Some(login)) => {
-                    store::user_access(&mut tx, login, repo.project_id).await?
-                }
-                _ => None,
-            };
-            let settings: ProjectSettings = repository
-                .as_ref()
-                .and_then(|r| serde_json::from_value(r.project_settings.clone()).ok())
-                .unwrap_or_default();
-            let context = PolicyContext {
-                repository_connected: repository.is_some(),
-                sender: Sender {
-                    login: parsed.sender_login.clone().unwrap_or_default(),
-                    is_human: parsed.sender_is_user,
-                    access: access_of(user.as_ref()),
-                },
-                project: ProjectPolicy {
-                    runtime_overrides: overrides(&settings),
-                },
-            };
-            let decision = policy::decide(policy_event, &context);
-            let sender = parsed.sender_login.clone().unwrap_or_default();
-            match (decision, repository) {
-                (Decision::Ignore(reason), _) => ("ignored", Some(reason.code().to_owned())),
-                (decision, Some(repo)) => {
-                    let carried = Carry {
-                        tx: &mut tx,
-                        correlation,
-                        sender: &sender,
-                        repo: &repo,
-                    };
-                    carried
-                        .out(decision, &settings, user.as_ref(), &deps.defaults)
-                        .await?
-                }
-                (_, None) => ("ignored", Some("repository_not_connected".to_owned())),
+/// Processes attempts of `process_event` that arrive together in one transaction. When anything
+/// fails that is not one job's own problem, each attempt is processed alone, so one bad event never
+/// holds its neighbours back.
+pub async fn handle_batch(jobs: Vec<JobContext>, deps: Arc<ControlDeps>) -> BatchResults {
+    if jobs.len() > 1 {
+        match process(&jobs, &deps).await {
+            Ok(results) => return results,
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "processing events together failed; processing them one by one");
             }
         }
-    };
-    audit::append(
-        &mut tx,
-        FlowEvent {
-            correlation_id: correlation,
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let result = match process(std::slice::from_ref(job), &deps).await {
+            Ok(mut own) => own.pop().unwrap_or(Ok(())),
+            Err(e) => Err(e),
+        };
+        results.push(result);
+    }
+    results
+}
+
+/// Reads repeated within one transaction, made once.
+#[derive(Default)]
+struct Lookups {
+    repositories: HashMap<i64, Option<store::ConnectedRepository>>,
+    users: HashMap<(String, Uuid), Option<store::UserAccess>>,
+}
+
+impl Lookups {
+    async fn repository(
+        &mut self,
+        tx: &mut sqlx::PgConnection,
+        provider: &str,
+        external_id: i64,
+    ) -> Result<Option<store::ConnectedRepository>, JobError> {
+        if let Some(found) = self.repositories.get(&external_id) {
+            return Ok(found.clone());
+        }
+        let found = store::find_repository(tx, provider, external_id).await?;
+        self.repositories.insert(external_id, found.clone());
+        Ok(found)
+    }
+
+    async fn user(
+        &mut self,
+        tx: &mut sqlx::PgConnection,
+        login: &str,
+        project_id: Uuid,
+    ) -> Result<Option<store::UserAccess>, JobError> {
+        let key = (login.to_owned(), project_id);
+        if let Some(found) = self.users.get(&key) {
+            return Ok(found.clone());
+        }
+        let found = store::user_access(tx, login, project_id).await?;
+        self.users.insert(key, found.clone());
+        Ok(found)
+    }
+}
+
+/// One transaction for `jobs`, fenced by their leases. A problem of one job alone (a malformed
+/// payload, a lost lease, an unknown delivery, an unparsable event) is that job's result; any other
+/// error is returned and nothing is committed.
+async fn process(jobs: &[JobContext], deps: &ControlDeps) -> Result<BatchResults, JobError> {
+    let mut results: BatchResults = Vec::with_capacity(jobs.len());
+    let mut wanted: Vec<Option<Payload>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job.parse_payload::<Payload>() {
+            Ok(payload) => {
+                results.push(Ok(()));
+                wanted.push(Some(payload));
+            }
+            Err(e) => {
+                results.push(Err(e));
+                wanted.push(None);
+            }
+        }
+    }
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    let held = queue::lock_leases(&mut tx, jobs).await?;
+    for (i, job) in jobs.iter().enumerate() {
+        if !held[i] && wanted[i].is_some() {
+            results[i] = Err(job.lease_lost());
+            wanted[i] = None;
+        }
+    }
+    let keys: Vec<(&str, &str)> = wanted
+        .iter()
+        .flatten()
+        .map(|p| (p.provider.as_str(), p.delivery_id.as_str()))
+        .collect();
+    let stored = store::lock_events(&mut tx, &keys).await?;
+    let by_key: HashMap<(&str, &str), &store::StoredEvent> = stored
+        .iter()
+        .map(|e| ((e.provider.as_str(), e.delivery_id.as_str()), e))
+        .collect();
+    let mut lookups = Lookups::default();
+    let mut done: HashMap<i64, Outcome> = HashMap::new();
+    let mut audits = Vec::new();
+    for (i, payload) in wanted.iter().enumerate() {
+        let Some(payload) = payload else { continue };
+        let Some(event) = by_key.get(&(payload.provider.as_str(), payload.delivery_id.as_str()))
+        else {
+            results[i] = Err(JobError::permanent(format!(
+                "no stored {} delivery {}",
+                payload.provider, payload.delivery_id
+            )));
+            continue;
+        };
+        if event.processing_state == "processed" || done.contains_key(&event.id) {
+            continue;
+        }
+        let parsed = match events::parse(&event.event_name, &event.payload) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                results[i] = Err(JobError::permanent(e));
+                continue;
+            }
+        };
+        let outcome = decide_and_carry(&mut tx, event, &parsed, deps, &mut lookups).await?;
+        audits.push(FlowEvent {
+            correlation_id: event.delivery_id.as_str(),
             run_id: None,
             actor: Actor::System,
             event_type: "webhook.processed",
@@ -144,12 +204,70 @@ pub async fn handle(ctx: JobContext, deps: Arc<ControlDeps>) -> Result<(), JobEr
                 "outcome": outcome.0,
                 "reason": outcome.1,
             }),
-        },
-    )
-    .await?;
-    store::record_outcome(&mut tx, event.id, outcome.0, outcome.1.as_deref()).await?;
+        });
+        done.insert(event.id, outcome);
+    }
+    audit::append_many(&mut tx, &audits).await?;
+    let outcomes: Vec<(i64, &str, Option<&str>)> = done
+        .iter()
+        .map(|(id, (outcome, reason))| (*id, *outcome, reason.as_deref()))
+        .collect();
+    store::record_outcomes(&mut tx, &outcomes).await?;
     tx.commit().await.map_err(map_sqlx_error)?;
-    Ok(())
+    Ok(results)
+}
+
+/// Applies the label policy to one parsed event and carries its decision out in `tx`.
+async fn decide_and_carry(
+    tx: &mut sqlx::PgConnection,
+    event: &store::StoredEvent,
+    parsed: &events::ParsedEvent,
+    deps: &ControlDeps,
+    lookups: &mut Lookups,
+) -> Result<Outcome, JobError> {
+    let Some(policy_event) = &parsed.policy_event else {
+        return Ok(("ignored", Some("not_a_trigger".to_owned())));
+    };
+    let repository = match parsed.repository_external_id {
+        Some(id) => lookups.repository(tx, &event.provider, id).await?,
+        None => None,
+    };
+    let user = match (&repository, &parsed.sender_login) {
+        (Some(repo), Some(login)) => lookups.user(tx, login, repo.project_id).await?,
+        _ => None,
+    };
+    let settings: ProjectSettings = repository
+        .as_ref()
+        .and_then(|r| serde_json::from_value(r.project_settings.clone()).ok())
+        .unwrap_or_default();
+    let context = PolicyContext {
+        repository_connected: repository.is_some(),
+        sender: Sender {
+            login: parsed.sender_login.clone().unwrap_or_default(),
+            is_human: parsed.sender_is_user,
+            access: access_of(user.as_ref()),
+        },
+        project: ProjectPolicy {
+            runtime_overrides: overrides(&settings),
+        },
+    };
+    let decision = policy::decide(policy_event, &context);
+    let sender = parsed.sender_login.clone().unwrap_or_default();
+    match (decision, repository) {
+        (Decision::Ignore(reason), _) => Ok(("ignored", Some(reason.code().to_owned()))),
+        (decision, Some(repo)) => {
+            let carried = Carry {
+                tx,
+                correlation: &event.delivery_id,
+                sender: &sender,
+                repo: &repo,
+            };
+            carried
+                .out(decision, &settings, user.as_ref(), &deps.defaults)
+                .await
+        }
+        (_, None) => Ok(("ignored", Some("repository_not_connected".to_owned()))),
+    }
 }
 
 fn overrides(settings: &ProjectSettings) -> std::collections::HashMap<Stage, RuntimeMode> {

@@ -11,40 +11,52 @@ use crate::store::map_sqlx_error;
 #[derive(sqlx::FromRow)]
 pub struct StoredEvent {
     pub id: i64,
+    pub provider: String,
     pub delivery_id: String,
     pub event_name: String,
-    pub payload: Value,
+    /// The payload as JSON text: the parser reads a few fields, so no JSON tree is built.
+    pub payload: String,
     pub processing_state: String,
 }
 
-pub async fn lock_event(
+/// Locks the stored deliveries named by (provider, delivery id); unknown ones are simply absent.
+pub async fn lock_events(
     tx: &mut PgConnection,
-    id: i64,
-) -> Result<Option<StoredEvent>, RepositoryError> {
+    keys: &[(&str, &str)],
+) -> Result<Vec<StoredEvent>, RepositoryError> {
+    let (providers, deliveries): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     sqlx::query_as(sql!("webhook_events/lock_for_processing"))
-        .bind(id)
-        .fetch_optional(tx)
+        .bind(providers)
+        .bind(deliveries)
+        .fetch_all(tx)
         .await
         .map_err(map_sqlx_error)
 }
 
-pub async fn record_outcome(
+/// Marks events processed: (event id, outcome, reason).
+pub async fn record_outcomes(
     tx: &mut PgConnection,
-    id: i64,
-    outcome: &str,
-    reason: Option<&str>,
+    outcomes: &[(i64, &str, Option<&str>)],
 ) -> Result<(), RepositoryError> {
-    sqlx::query(sql!("webhook_events/record_outcome"))
-        .bind(id)
-        .bind(outcome)
-        .bind(reason)
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut kinds = Vec::with_capacity(outcomes.len());
+    let mut reasons = Vec::with_capacity(outcomes.len());
+    for (id, outcome, reason) in outcomes {
+        ids.push(*id);
+        kinds.push(*outcome);
+        reasons.push(*reason);
+    }
+    sqlx::query(sql!("webhook_events/record_outcomes"))
+        .bind(ids)
+        .bind(kinds)
+        .bind(reasons)
         .execute(tx)
         .await
         .map_err(map_sqlx_error)?;
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 pub struct ConnectedRepository {
     pub repository_id: Uuid,
     pub project_id: Uuid,
@@ -64,7 +76,7 @@ pub async fn find_repository(
         .map_err(map_sqlx_error)
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 pub struct UserAccess {
     pub is_platform_owner: bool,
     pub is_platform_admin: bool,

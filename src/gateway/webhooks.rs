@@ -135,6 +135,11 @@ enum Stored {
     Ignored(&'static str),
 }
 
+/// The provider name stored with every delivery this endpoint receives.
+const PROVIDER: &str = "github";
+
+/// Stores the delivery and, for used events, its `process_event` job in one statement: one round
+/// trip, committed before the reply.
 async fn store(state: &GatewayState, delivery: &Delivery<'_>) -> Result<Stored, RepositoryError> {
     let used = USED_EVENTS.contains(&delivery.event.as_str());
     let ignored_reason = match delivery.event.as_str() {
@@ -143,8 +148,11 @@ async fn store(state: &GatewayState, delivery: &Delivery<'_>) -> Result<Stored, 
         _ => None,
     };
     let e = &delivery.envelope;
-    let mut tx = state.pool.begin().await.map_err(map_sqlx_error)?;
-    let inserted: Option<i64> = sqlx::query_scalar(sql!("webhook_events/insert"))
+    let correlation = Uuid::parse_str(&delivery.id).unwrap_or_else(|_| Uuid::now_v7());
+    let job = NewJob::new(json!({ "provider": PROVIDER, "delivery_id": delivery.id }))
+        .unique_key(format!("webhook:{PROVIDER}:{}", delivery.id))
+        .correlation_id(correlation);
+    let query = sqlx::query_scalar(sql!("webhook_events/accept"))
         .bind(&delivery.id)
         .bind(&delivery.event)
         .bind(e.action.as_deref())
@@ -158,24 +166,31 @@ async fn store(state: &GatewayState, delivery: &Delivery<'_>) -> Result<Stored, 
             "received"
         })
         .bind(ignored_reason.map(|_| "ignored"))
-        .bind(ignored_reason)
-        .fetch_optional(&mut *tx)
+        .bind(ignored_reason);
+    let inserted: Option<i64> = queue::bind_job(query, &PROCESS_EVENT, &job)
+        .fetch_optional(&state.pool)
         .await
         .map_err(map_sqlx_error)?;
-    let Some(event_id) = inserted else {
-        return Ok(Stored::Duplicate);
-    };
-    if let Some(reason) = ignored_reason {
-        tx.commit().await.map_err(map_sqlx_error)?;
-        return Ok(Stored::Ignored(reason));
+    Ok(match (inserted, ignored_reason) {
+        (None, _) => Stored::Duplicate,
+        (Some(_), Some(reason)) => Stored::Ignored(reason),
+        (Some(_), None) => Stored::Accepted,
+    })
+}
+
+/// Stores with one retry when the store is unavailable: a pooled connection can be stale after a
+/// database restart, and the statement is idempotent (a committed first try answers `duplicate`).
+async fn store_with_retry(
+    state: &GatewayState,
+    delivery: &Delivery<'_>,
+) -> Result<Stored, RepositoryError> {
+    match store(state, delivery).await {
+        Err(RepositoryError::Unavailable(why)) => {
+            tracing::info!(error = %why, delivery = %delivery.id, "retrying a webhook store once");
+            store(state, delivery).await
+        }
+        other => other,
     }
-    let correlation = Uuid::parse_str(&delivery.id).unwrap_or_else(|_| Uuid::now_v7());
-    let job = NewJob::new(json!({ "webhook_event_id": event_id, "delivery_id": delivery.id }))
-        .unique_key(format!("webhook:{event_id}"))
-        .correlation_id(correlation);
-    queue::enqueue(&mut *tx, &PROCESS_EVENT, job).await?;
-    tx.commit().await.map_err(map_sqlx_error)?;
-    Ok(Stored::Accepted)
 }
 
 fn unavailable(e: &RepositoryError) -> ApiError {
@@ -199,28 +214,29 @@ pub async fn receive_github(
             return e.into_response();
         }
     };
-    let stored = match tokio::time::timeout(REQUEST_BUDGET, store(&state, &delivery)).await {
-        Err(_) => {
-            return unavailable(&RepositoryError::Unavailable(format!(
-                "no answer within {REQUEST_BUDGET:?}"
-            )))
-            .into_response();
-        }
-        Ok(Err(e @ RepositoryError::Unavailable(_))) => return unavailable(&e).into_response(),
-        Ok(Err(RepositoryError::InvalidInput(why))) => {
-            return bad_request(format!("the payload cannot be stored: {why}")).into_response();
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, delivery = %delivery.id, "storing a webhook failed");
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "storing the delivery failed",
-            )
-            .into_response();
-        }
-        Ok(Ok(stored)) => stored,
-    };
+    let stored =
+        match tokio::time::timeout(REQUEST_BUDGET, store_with_retry(&state, &delivery)).await {
+            Err(_) => {
+                return unavailable(&RepositoryError::Unavailable(format!(
+                    "no answer within {REQUEST_BUDGET:?}"
+                )))
+                .into_response();
+            }
+            Ok(Err(e @ RepositoryError::Unavailable(_))) => return unavailable(&e).into_response(),
+            Ok(Err(RepositoryError::InvalidInput(why))) => {
+                return bad_request(format!("the payload cannot be stored: {why}")).into_response();
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, delivery = %delivery.id, "storing a webhook failed");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "storing the delivery failed",
+                )
+                .into_response();
+            }
+            Ok(Ok(stored)) => stored,
+        };
     let (status, body) = match stored {
         Stored::Accepted => (
             StatusCode::ACCEPTED,

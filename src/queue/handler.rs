@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::batch::{BatchFn, BatchResults, Coalescer};
 use super::kind::JobKind;
 use super::store::{self, JobId};
 use crate::domain::errors::RepositoryError;
@@ -138,6 +139,29 @@ impl JobContext {
     }
 }
 
+/// Fences one transaction for many attempts at once (see [`JobContext::lock_lease`]): returns, in the
+/// order of `jobs`, whether each attempt still holds its lease. The held ones stay locked until commit.
+pub async fn lock_leases(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[JobContext],
+) -> Result<Vec<bool>, JobError> {
+    let wanted: Vec<(JobId, i32)> = jobs.iter().map(|j| (j.id, j.attempt)).collect();
+    let held: std::collections::HashSet<JobId> =
+        store::lock_leases(tx, &wanted).await?.into_iter().collect();
+    Ok(jobs.iter().map(|j| held.contains(&j.id)).collect())
+}
+
+impl JobContext {
+    /// The error a handler returns for an attempt whose lease was lost.
+    pub fn lease_lost(&self) -> JobError {
+        LeaseLost {
+            id: self.id,
+            attempt: self.attempt,
+        }
+        .into()
+    }
+}
+
 type HandlerFn = Arc<dyn Fn(JobContext) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
 
 #[derive(Clone)]
@@ -177,6 +201,27 @@ impl Registry {
             kind.name
         );
         self
+    }
+
+    /// Registers a handler that takes jobs of `kind` in batches of at most `max_batch`: attempts that
+    /// start within `window` of the first are handed over together (see [`super::batch`]).
+    ///
+    /// # Panics
+    /// When the kind already has a handler.
+    pub fn register_batched<F, Fut>(
+        &mut self,
+        kind: JobKind,
+        max_batch: usize,
+        window: std::time::Duration,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(Vec<JobContext>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = BatchResults> + Send + 'static,
+    {
+        let batch: BatchFn = Arc::new(move |jobs| Box::pin(handler(jobs)));
+        let coalescer = Arc::new(Coalescer::new(batch, max_batch, window));
+        self.register(kind, move |ctx| coalescer.clone().submit(ctx))
     }
 
     /// Adds every handler of `other`.

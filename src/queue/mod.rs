@@ -11,6 +11,7 @@
 //!
 //! The queue never interprets payloads: handlers, registered by kind, do.
 
+mod batch;
 mod handler;
 mod kind;
 pub mod maintenance;
@@ -18,10 +19,11 @@ mod store;
 mod wakeup;
 mod worker;
 
-pub use handler::{JobContext, JobError, LeaseLost, Registry};
+pub use batch::BatchResults;
+pub use handler::{JobContext, JobError, LeaseLost, Registry, lock_leases};
 pub use kind::JobKind;
 pub use store::{
-    JobId, JobRecord, JobState, NewJob, complete_fenced, depth_by_kind_state, enqueue,
+    JobId, JobRecord, JobState, NewJob, bind_job, complete_fenced, depth_by_kind_state, enqueue,
     enqueue_many, get, rescue_expired,
 };
 pub use wakeup::{Wakeups, listen_for_wakeups};

@@ -101,14 +101,16 @@ fn max_attempts(kind: &JobKind) -> i32 {
     i32::try_from(kind.max_attempts).unwrap_or(i32::MAX).max(1)
 }
 
-/// Enqueues one job with `executor` (pass the caller's transaction to commit the job with the
-/// caller's change). Returns `None` when `unique_key` matched an unfinished job.
-pub async fn enqueue<'e>(
-    executor: impl PgExecutor<'e>,
+/// Binds a job's seven columns, in the order of `jobs/enqueue.sql`: kind, payload, priority, delay
+/// in seconds, max attempts, unique key, correlation id. A statement that must insert its own row
+/// and a job in one round trip (webhook ingress) inserts the job with these parameters and the same
+/// conflict rule, so the job is exactly what [`enqueue`] would have made.
+pub fn bind_job<'q, O>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     kind: &JobKind,
-    job: NewJob,
-) -> Result<Option<JobId>, RepositoryError> {
-    sqlx::query_scalar(sql!("jobs/enqueue"))
+    job: &'q NewJob,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
         .bind(kind.name)
         .bind(&job.payload)
         .bind(job.priority)
@@ -116,6 +118,16 @@ pub async fn enqueue<'e>(
         .bind(max_attempts(kind))
         .bind(&job.unique_key)
         .bind(job.correlation_id)
+}
+
+/// Enqueues one job with `executor` (pass the caller's transaction to commit the job with the
+/// caller's change). Returns `None` when `unique_key` matched an unfinished job.
+pub async fn enqueue<'e>(
+    executor: impl PgExecutor<'e>,
+    kind: &JobKind,
+    job: NewJob,
+) -> Result<Option<JobId>, RepositoryError> {
+    bind_job(sqlx::query_scalar(sql!("jobs/enqueue")), kind, &job)
         .fetch_optional(executor)
         .await
         .map_err(map_sqlx_error)
@@ -301,6 +313,20 @@ pub(super) async fn lock_lease(
         .await
         .map_err(map_sqlx_error)?;
     Ok(row.is_some())
+}
+
+/// The ids among `held` (id, attempt) whose lease is still held, locked until the caller commits.
+pub(super) async fn lock_leases(
+    conn: &mut sqlx::PgConnection,
+    held: &[(JobId, i32)],
+) -> Result<Vec<JobId>, RepositoryError> {
+    let (ids, attempts): (Vec<JobId>, Vec<i32>) = held.iter().copied().unzip();
+    sqlx::query_scalar(sql!("jobs/lock_leases"))
+        .bind(ids)
+        .bind(attempts)
+        .fetch_all(conn)
+        .await
+        .map_err(map_sqlx_error)
 }
 
 pub(super) async fn next_due_in(

@@ -54,3 +54,42 @@ pub async fn append(
         .map_err(map_sqlx_error)?;
     Ok(())
 }
+
+/// Appends `events` in one statement, in order.
+pub async fn append_many(
+    conn: &mut sqlx::PgConnection,
+    events: &[FlowEvent<'_>],
+) -> Result<(), RepositoryError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len();
+    let (mut correlations, mut runs, mut actor_types, mut actor_ids, mut types, mut payloads) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for event in events {
+        let (actor_type, actor_id) = event.actor.parts();
+        correlations.push(event.correlation_id);
+        runs.push(event.run_id);
+        actor_types.push(actor_type);
+        actor_ids.push(actor_id);
+        types.push(event.event_type);
+        payloads.push(&event.payload);
+    }
+    sqlx::query(sql!("flow_events/append_many"))
+        .bind(correlations)
+        .bind(runs)
+        .bind(actor_types)
+        .bind(actor_ids)
+        .bind(types)
+        .bind(payloads)
+        .execute(conn)
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(())
+}

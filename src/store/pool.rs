@@ -2,10 +2,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::errors::map_sqlx_error;
 use crate::domain::errors::RepositoryError;
+
+/// A pooled connection idle at least this long is pinged before use.
+const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// How the pool connects; comes from configuration.
 #[derive(Debug, Clone)]
@@ -29,8 +32,18 @@ fn pool_options(
         .max_connections(settings.max_connections)
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
-        // A connection that survived a server restart is broken; check before handing it out.
-        .test_before_acquire(true)
+        // A connection that survived a server restart is broken, so one idle for a while is checked
+        // before it is handed out. sqlx already checks every connection on release, so checking one
+        // that is reused at once (the common case under load) would only add a round trip per query.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .idle_timeout(Duration::from_secs(300));
     Ok((pool, options))
 }
