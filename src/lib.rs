@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod domain;
 pub mod gateway;
+pub mod k8s;
 pub mod leader;
 pub mod observability;
 pub mod queue;

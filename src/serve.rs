@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::control::{self, ControlDeps};
 use crate::domain::errors::RepositoryError;
 use crate::gateway::{self, GatewayState};
+use crate::k8s::KubeRuntime;
 use crate::leader::{self, ElectionConfig};
 use crate::observability::http::{OpsState, router, with_request_spans};
 use crate::observability::metrics::{LeaseLabels, Metrics};
@@ -23,7 +24,7 @@ use crate::queue::JobKind;
 use crate::queue::maintenance::{self, Retention};
 use crate::queue::{Registry, Wakeups, Worker, WorkerConfig, listen_for_wakeups};
 use crate::store::{self, PoolSettings};
-use crate::worker;
+use crate::worker::{self, RuntimeDeps};
 
 /// The lease that guards job pruning and unknown-kind flagging.
 pub const MAINTENANCE_LEASE: &str = "queue-maintenance";
@@ -40,6 +41,8 @@ pub enum StartError {
     Database(RepositoryError),
     #[error("{0}")]
     Config(crate::config::ConfigErrors),
+    #[error("KUBECONFIG: the worker role needs a cluster: {0}")]
+    Kubernetes(String),
 }
 
 /// Every job kind this build declares, whether or not a handler exists yet: jobs of other kinds
@@ -51,8 +54,13 @@ pub const DECLARED_KINDS: [&JobKind; 4] = [
     &worker::GITHUB_COMMENT,
 ];
 
-/// The job handlers a process with `roles` runs.
-pub fn handlers_for(roles: &[Role], config: &Config, pool: &PgPool) -> Registry {
+/// The job handlers a process with `roles` runs; `cluster` is set when the worker role runs.
+pub fn handlers_for(
+    roles: &[Role],
+    config: &Config,
+    pool: &PgPool,
+    runtime: Option<&Arc<RuntimeDeps<KubeRuntime>>>,
+) -> Registry {
     let mut registry = Registry::new();
     if roles.contains(&Role::Control) {
         registry.merge(control::handlers(Arc::new(ControlDeps {
@@ -60,8 +68,10 @@ pub fn handlers_for(roles: &[Role], config: &Config, pool: &PgPool) -> Registry 
             defaults: config.agents.clone(),
         })));
     }
-    // The worker role's handlers (launch_run, cancel_run, github_comment) arrive with the
-    // Kubernetes and GitHub issues; until then those jobs wait in the queue.
+    if let Some(runtime) = runtime {
+        // github_comment arrives with the GitHub issue; until then those jobs wait in the queue.
+        registry.merge(worker::handlers(runtime.clone()));
+    }
     registry
 }
 
@@ -152,10 +162,23 @@ pub async fn start(
         shutdown.clone(),
     ));
 
+    let runtime = if roles.contains(&Role::Worker) {
+        let cluster = KubeRuntime::from_environment(config.kubeconfig.as_deref())
+            .await
+            .map_err(StartError::Kubernetes)?;
+        Some(Arc::new(RuntimeDeps {
+            pool: pool.clone(),
+            cluster,
+            config: config.runtime.clone(),
+            public_url: config.public_url.to_string(),
+        }))
+    } else {
+        None
+    };
     let worker_config = WorkerConfig::from_queue_config(owner.clone(), &config.queue);
     let worker = Worker::new(
         pool.clone(),
-        handlers_for(roles, config, &pool),
+        handlers_for(roles, config, &pool, runtime.as_ref()),
         worker_config,
         metrics.queue.clone(),
         &wakeups,
@@ -188,6 +211,33 @@ pub async fn start(
             succeeded: config.queue.succeeded_retention,
             dead: config.queue.dead_retention,
         };
+        let runtime = runtime.expect("the worker role has a runtime");
+        tasks.spawn(worker::follow_pods(runtime.clone(), shutdown.clone()));
+        let deps = runtime.clone();
+        tasks.spawn(leader::run_singleton(
+            leadership.clone(),
+            config.runtime.resync_interval,
+            shutdown.clone(),
+            move |_guard| {
+                let deps = deps.clone();
+                async move { worker::resync(&deps).await }
+            },
+        ));
+        tasks.spawn(leader::run_singleton(
+            leadership.clone(),
+            config.runtime.cleanup_interval,
+            shutdown.clone(),
+            move |_guard| {
+                let deps = runtime.clone();
+                async move {
+                    let deleted = worker::cleanup(&deps).await?;
+                    if deleted > 0 {
+                        tracing::info!(deleted, "deleted expired run namespaces");
+                    }
+                    Ok(())
+                }
+            },
+        ));
         let known = known_kinds();
         let pool = pool.clone();
         tasks.spawn(leader::run_singleton(

@@ -214,6 +214,7 @@ impl ServeProcess {
             .env("CODEXK8S_DATABASE_URL", &db.url)
             .env("CODEXK8S_HTTP_ADDR", &addr)
             .env("CODEXK8S_GITHUB_WEBHOOK_SECRETS", "cli-test-secret")
+            .env("KUBECONFIG", support::app::unreachable_kubeconfig())
             .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

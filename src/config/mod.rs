@@ -117,6 +117,32 @@ pub struct AgentDefaults {
     pub learning_mode: bool,
 }
 
+/// How runs become Kubernetes workloads (SPEC §7).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Namespace of `code-only` runs.
+    pub runs_namespace: String,
+    /// Prefix of the per-issue namespaces of `full-env` runs.
+    pub namespace_prefix: String,
+    pub runner_image: String,
+    /// Runs of one project that may hold a workload at once, unless the project sets `slots`.
+    pub slots_per_project: u32,
+    /// New attempts after a pod is lost, before the run fails.
+    pub max_relaunches: u32,
+    /// `activeDeadlineSeconds` of a run's Job.
+    pub run_deadline: std::time::Duration,
+    pub pending_timeout: std::time::Duration,
+    pub unschedulable_timeout: std::time::Duration,
+    /// `ttlSecondsAfterFinished` of a run's Job.
+    pub job_ttl: std::time::Duration,
+    /// How long a `full-env` namespace outlives its last run.
+    pub namespace_ttl: std::time::Duration,
+    /// Leader-only repair of what the pod watch missed.
+    pub resync_interval: std::time::Duration,
+    /// Leader-only deletion of expired namespaces.
+    pub cleanup_interval: std::time::Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
@@ -129,6 +155,9 @@ pub struct Config {
     /// Secrets that sign GitHub webhooks; any of them may match, so secrets can be rotated.
     pub github_webhook_secrets: Vec<Secret<String>>,
     pub agents: AgentDefaults,
+    pub runtime: RuntimeConfig,
+    /// The cluster the worker role uses; unset: `~/.kube/config` or the in-cluster account.
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// One variable that is missing or malformed.
@@ -223,6 +252,39 @@ impl Config {
                 "must be at least 1s: leaders renew at a third of it",
             );
         }
+        let runtime = RuntimeConfig {
+            runs_namespace: r.or_default("CODEXK8S_RUNS_NAMESPACE", "codex-k8s-runs".to_owned()),
+            namespace_prefix: r.or_default("CODEXK8S_NAMESPACE_PREFIX", "codex".to_owned()),
+            runner_image: r.or_default(
+                "CODEXK8S_RUNNER_IMAGE",
+                "ghcr.io/codex-k8s/codex-k8s:latest".to_owned(),
+            ),
+            slots_per_project: r.ranged("CODEXK8S_SLOTS_PER_PROJECT", 2, 1..=1_000),
+            max_relaunches: r.ranged("CODEXK8S_MAX_RELAUNCHES", 2, 0..=100),
+            run_deadline: r.duration("CODEXK8S_RUN_DEADLINE", Duration::from_secs(4 * 3600)),
+            pending_timeout: r.duration("CODEXK8S_RUN_PENDING_TIMEOUT", Duration::from_secs(600)),
+            unschedulable_timeout: r.duration(
+                "CODEXK8S_RUN_UNSCHEDULABLE_TIMEOUT",
+                Duration::from_secs(300),
+            ),
+            job_ttl: r.duration("CODEXK8S_JOB_TTL", Duration::from_secs(3600)),
+            namespace_ttl: r.duration("CODEXK8S_NAMESPACE_TTL", Duration::from_secs(24 * 3600)),
+            resync_interval: r
+                .duration("CODEXK8S_RUNTIME_RESYNC_INTERVAL", Duration::from_secs(60)),
+            cleanup_interval: r.duration("CODEXK8S_CLEANUP_INTERVAL", Duration::from_secs(300)),
+        };
+        let kubeconfig: Option<std::path::PathBuf> = r.optional("KUBECONFIG");
+        for (var, value) in [
+            ("CODEXK8S_RUNS_NAMESPACE", &runtime.runs_namespace),
+            ("CODEXK8S_NAMESPACE_PREFIX", &runtime.namespace_prefix),
+        ] {
+            if !is_dns_label(value) || value.len() > 40 {
+                r.problem(
+                    var,
+                    "must be a DNS label of at most 40 characters (lowercase letters, digits, '-')",
+                );
+            }
+        }
         r.finish()?;
         let url = database_url.expect("a missing database URL is reported by finish()");
         Ok(Self {
@@ -239,6 +301,8 @@ impl Config {
             leader,
             github_webhook_secrets,
             agents,
+            runtime,
+            kubeconfig,
         })
     }
 
@@ -292,6 +356,49 @@ impl Config {
                 self.agents.learning_mode.to_string(),
             ),
             (
+                "KUBECONFIG",
+                self.kubeconfig.as_ref().map_or_else(
+                    || "(unset: ~/.kube/config or in-cluster)".into(),
+                    |p| p.display().to_string(),
+                ),
+            ),
+            (
+                "CODEXK8S_RUNS_NAMESPACE",
+                self.runtime.runs_namespace.clone(),
+            ),
+            (
+                "CODEXK8S_NAMESPACE_PREFIX",
+                self.runtime.namespace_prefix.clone(),
+            ),
+            ("CODEXK8S_RUNNER_IMAGE", self.runtime.runner_image.clone()),
+            (
+                "CODEXK8S_SLOTS_PER_PROJECT",
+                self.runtime.slots_per_project.to_string(),
+            ),
+            (
+                "CODEXK8S_MAX_RELAUNCHES",
+                self.runtime.max_relaunches.to_string(),
+            ),
+            ("CODEXK8S_RUN_DEADLINE", d(self.runtime.run_deadline)),
+            (
+                "CODEXK8S_RUN_PENDING_TIMEOUT",
+                d(self.runtime.pending_timeout),
+            ),
+            (
+                "CODEXK8S_RUN_UNSCHEDULABLE_TIMEOUT",
+                d(self.runtime.unschedulable_timeout),
+            ),
+            ("CODEXK8S_JOB_TTL", d(self.runtime.job_ttl)),
+            ("CODEXK8S_NAMESPACE_TTL", d(self.runtime.namespace_ttl)),
+            (
+                "CODEXK8S_RUNTIME_RESYNC_INTERVAL",
+                d(self.runtime.resync_interval),
+            ),
+            (
+                "CODEXK8S_CLEANUP_INTERVAL",
+                d(self.runtime.cleanup_interval),
+            ),
+            (
                 "CODEXK8S_GITHUB_WEBHOOK_SECRETS",
                 match self.github_webhook_secrets.len() {
                     0 => "(unset)".to_owned(),
@@ -300,6 +407,15 @@ impl Config {
             ),
         ]
     }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 impl Config {

@@ -7,3 +7,4 @@ pub mod errors;
 pub mod labels;
 pub mod policy;
 pub mod runs;
+pub mod runtime;

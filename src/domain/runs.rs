@@ -1,6 +1,7 @@
 //! The agent run state machine (SPEC §3): every status write goes through [`RunStatus::can_become`].
 
-/// `pending → starting → running → succeeded | failed | canceled`, with `waiting` beside `running`.
+/// `pending → starting → running → succeeded | failed | canceled`, with `waiting` beside `running`
+/// (waiting for input or approval) and before `starting` (waiting for a free project slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
     Pending,
@@ -51,6 +52,8 @@ impl RunStatus {
         use RunStatus::*;
         match (self, next) {
             (Pending, Starting) => true,
+            // No free slot: the run waits (backpressure) and starts when one frees.
+            (Pending, Waiting) | (Waiting, Starting) => true,
             (Starting, Running) => true,
             (Running, Waiting) | (Waiting, Running) => true,
             // A run may fail or be canceled from any active status.
@@ -58,6 +61,11 @@ impl RunStatus {
             (Running, Succeeded) => true,
             _ => false,
         }
+    }
+
+    /// Whether a lost workload may be replaced by a new attempt (the run stays `starting`).
+    pub fn can_relaunch(self) -> bool {
+        matches!(self, Self::Starting | Self::Running)
     }
 }
 
@@ -73,6 +81,8 @@ mod tests {
     fn only_the_documented_transitions_are_legal() {
         let legal = [
             (Pending, Starting),
+            (Pending, Waiting),
+            (Waiting, Starting),
             (Starting, Running),
             (Running, Waiting),
             (Waiting, Running),

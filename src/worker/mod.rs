@@ -1,10 +1,25 @@
-//! The worker role: executes side effects (Kubernetes, GitHub) with retries. Its handlers arrive
-//! with the Kubernetes and GitHub issues; the kinds are declared now so the control role can
-//! enqueue them and they wait, queued, until a worker can run them.
+//! The worker role: executes side effects with retries. Kubernetes (SPEC §7): `launch_run` and
+//! `cancel_run` handlers, the pod watch that drives run status, and the leader-only resync and
+//! namespace cleanup. GitHub handlers arrive with the GitHub issue; their jobs wait until then.
 
+mod cancel;
+mod launch;
+mod pods;
+mod runs;
+mod store;
+mod upkeep;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::queue::JobKind;
+use sqlx::PgPool;
+
+use crate::config::RuntimeConfig;
+use crate::domain::runtime::ClusterRuntime;
+use crate::queue::{JobKind, Registry};
+
+pub use pods::follow as follow_pods;
+pub use upkeep::{cleanup, resync};
 
 /// Creates the Kubernetes objects of a pending run (payload: `{"run_id": …}`).
 pub const LAUNCH_RUN: JobKind = JobKind::new("launch_run").timeout(Duration::from_secs(120));
@@ -12,3 +27,21 @@ pub const LAUNCH_RUN: JobKind = JobKind::new("launch_run").timeout(Duration::fro
 pub const CANCEL_RUN: JobKind = JobKind::new("cancel_run").timeout(Duration::from_secs(120));
 /// Posts a comment (and optionally labels) on an issue or pull request.
 pub const GITHUB_COMMENT: JobKind = JobKind::new("github_comment").timeout(Duration::from_secs(60));
+
+/// What the runtime handlers need.
+pub struct RuntimeDeps<R> {
+    pub pool: PgPool,
+    pub cluster: R,
+    pub config: RuntimeConfig,
+    /// Where runners reach the gateway.
+    pub public_url: String,
+}
+
+/// The worker role's job handlers.
+pub fn handlers<R: ClusterRuntime>(deps: Arc<RuntimeDeps<R>>) -> Registry {
+    let mut registry = Registry::new();
+    let launch = deps.clone();
+    registry.register(LAUNCH_RUN, move |ctx| launch::handle(ctx, launch.clone()));
+    registry.register(CANCEL_RUN, move |ctx| cancel::handle(ctx, deps.clone()));
+    registry
+}

@@ -32,6 +32,22 @@ impl Reply {
     }
 }
 
+/// A kubeconfig naming a cluster nobody listens on: for services whose worker role must start but
+/// whose test does not reach Kubernetes.
+pub fn unreachable_kubeconfig() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "codex-k8s-unreachable-kubeconfig-{}.yaml",
+            std::process::id()
+        ));
+        let yaml = "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster:\n    server: http://127.0.0.1:9\ncontexts:\n- name: none\n  context:\n    cluster: none\n    user: none\nusers:\n- name: none\n  user: {}\ncurrent-context: none\n";
+        std::fs::write(&path, yaml).expect("write kubeconfig");
+        path.display().to_string()
+    })
+    .clone()
+}
+
 impl TestService {
     pub async fn start(database_url: &str, roles: &[Role]) -> Self {
         Self::start_with(database_url, roles, &[]).await
@@ -51,6 +67,9 @@ impl TestService {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+        if roles.contains(&Role::Worker) {
+            env.insert("KUBECONFIG".into(), unreachable_kubeconfig());
+        }
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_env(&env).expect("valid test configuration");
         let stop = CancellationToken::new();
