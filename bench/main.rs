@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 const NOOP: JobKind = JobKind::new("bench.noop");
 
+mod runtime;
 mod webhooks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,13 +27,15 @@ enum Suite {
     Queue,
     /// Webhook ingress rate and latency, pgbench insert ceiling.
     Webhooks,
+    /// Webhook → Kubernetes Job latency and API requests per run, against the fake API server.
+    Runtime,
 }
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks codex-k8s: the job queue and webhook ingress")]
 struct Args {
     /// Suites to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Suite::Queue, Suite::Webhooks])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Suite::Queue, Suite::Webhooks, Suite::Runtime])]
     suite: Vec<Suite>,
     /// Server to create throwaway databases on (a superuser connection to any database).
     #[arg(
@@ -75,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.suite.contains(&Suite::Webhooks) {
         webhooks::run(&args).await?;
+    }
+    if args.suite.contains(&Suite::Runtime) {
+        runtime::run(&args).await?;
     }
     Ok(())
 }

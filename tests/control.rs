@@ -48,35 +48,18 @@ struct World {
 /// A project with the fixtures' repository connected and `SENDER` as a member with `role`.
 async fn world(role: Option<&str>) -> World {
     let db = TestDb::migrated().await;
-    let project: Uuid = sqlx::query_scalar(include_str!("support/sql/seed_project.sql"))
-        .bind("hello")
-        .bind(json!({}))
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query_scalar::<_, Uuid>(include_str!("support/sql/seed_repository.sql"))
-        .bind(project)
-        .bind(REPO_ID)
-        .bind("Codertocat")
-        .bind("Hello-World")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let project = support::seed::project_with_repository(
+        &db,
+        "hello",
+        json!({}),
+        REPO_ID,
+        "Codertocat",
+        "Hello-World",
+    )
+    .await;
     if let Some(role) = role {
-        let user: Uuid = sqlx::query_scalar(include_str!("support/sql/seed_user.sql"))
-            .bind("codertocat@example.com")
-            .bind(SENDER)
-            .bind(false)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        sqlx::query(include_str!("support/sql/seed_member.sql"))
-            .bind(project)
-            .bind(user)
-            .bind(role)
-            .execute(&db.pool)
-            .await
-            .unwrap();
+        let user = support::seed::user(&db, "codertocat@example.com", SENDER).await;
+        support::seed::member(&db, project, user, role).await;
     }
     // Gateway and control only: these tests look at runs as control leaves them (pending).
     let app = TestService::start(&db.url, &[Role::Gateway, Role::Control]).await;

@@ -41,6 +41,13 @@ impl RunIdentity {
 
     /// The Job and Secret name: derived from run and attempt only, so a retried launch finds its
     /// own objects, and a relaunch (next attempt) gets new ones.
+    /// Whether `labels` are this run attempt's.
+    pub fn owns(&self, labels: &BTreeMap<String, String>) -> bool {
+        labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
+            && labels.get(RUN_LABEL) == Some(&self.run_id.to_string())
+            && labels.get(ATTEMPT_LABEL) == Some(&self.attempt.to_string())
+    }
+
     pub fn workload_name(&self) -> String {
         format!("codex-run-{}-a{}", self.run_id.simple(), self.attempt)
     }
@@ -216,11 +223,13 @@ pub trait ClusterRuntime: Send + Sync + 'static {
         spec: &WorkloadSpec,
     ) -> impl Future<Output = Result<Ensured, RuntimeError>> + Send;
 
-    /// Deletes a run attempt's Job (with its pods) and Secret; `false` when neither existed.
+    /// Deletes a run attempt's Job (with its pods) and Secret, each only if it carries `owner`'s
+    /// labels; `false` when neither of them did.
     fn delete_workload(
         &self,
         namespace: &str,
         name: &str,
+        owner: &RunIdentity,
     ) -> impl Future<Output = Result<bool, RuntimeError>> + Send;
 
     /// Names of the managed Jobs that exist now, in one request.

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::runtime::{
     ATTEMPT_LABEL, ClusterRuntime, EXPIRES_AT_ANNOTATION, Ensured, MANAGED_BY, ManagedNamespace,
-    NamespaceSpec, PROJECT_LABEL, PodEvent, RUN_LABEL, RuntimeError, WorkloadSpec,
+    NamespaceSpec, PROJECT_LABEL, PodEvent, RUN_LABEL, RunIdentity, RuntimeError, WorkloadSpec,
 };
 
 /// Longest a single API call may take before it counts as unavailable.
@@ -138,22 +138,39 @@ where
     }
 }
 
-/// Deletes `name` (and, for a Job, its pods); `false` when it did not exist.
-async fn delete_if_exists<K>(api: &Api<K>, kind: &str, name: &str) -> Result<bool, RuntimeError>
+/// Deletes `name` (and, for a Job, its pods) if it carries `owner`'s labels, guarded by its uid so
+/// a replacement created meanwhile is never hit; `false` when there was nothing of ours to delete.
+async fn delete_owned<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    owner: &RunIdentity,
+) -> Result<bool, RuntimeError>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
+    let what = format!("delete {kind} {name}");
+    let Some(existing) = timed(&format!("get {kind} {name}"), api.get_opt(name)).await? else {
+        return Ok(false);
+    };
+    if !owner.owns(existing.labels()) {
+        tracing::warn!(kind, name, owner = %describe_owner(existing.labels()), "not deleting an object that belongs to something else");
+        return Ok(false);
+    }
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: existing.uid().map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
-    let what = format!("delete {kind} {name}");
     match tokio::time::timeout(CALL_TIMEOUT, api.delete(name, &params)).await {
         Err(_) => Err(RuntimeError::Unavailable(format!(
             "{what}: no answer in time"
         ))),
         Ok(Ok(_)) => Ok(true),
-        Ok(Err(e)) if is_status(&e, 404) => Ok(false),
+        Ok(Err(e)) if is_status(&e, 404) || is_status(&e, 409) => Ok(false),
         Ok(Err(e)) => Err(classify(&what, e)),
     }
 }
@@ -237,11 +254,7 @@ impl ClusterRuntime for KubeRuntime {
     }
 
     async fn ensure_workload(&self, spec: &WorkloadSpec) -> Result<Ensured, RuntimeError> {
-        let this_attempt = |labels: &BTreeMap<String, String>| {
-            is_managed(labels)
-                && labels.get(RUN_LABEL) == Some(&spec.identity.run_id.to_string())
-                && labels.get(ATTEMPT_LABEL) == Some(&spec.identity.attempt.to_string())
-        };
+        let this_attempt = |labels: &BTreeMap<String, String>| spec.identity.owns(labels);
         // The Secret first, so the pod never starts without it.
         ensure(
             &self.namespaced::<Secret>(&spec.namespace),
@@ -259,10 +272,15 @@ impl ClusterRuntime for KubeRuntime {
         .await
     }
 
-    async fn delete_workload(&self, namespace: &str, name: &str) -> Result<bool, RuntimeError> {
-        let job = delete_if_exists(&self.namespaced::<Job>(namespace), "Job", name).await?;
+    async fn delete_workload(
+        &self,
+        namespace: &str,
+        name: &str,
+        owner: &RunIdentity,
+    ) -> Result<bool, RuntimeError> {
+        let job = delete_owned(&self.namespaced::<Job>(namespace), "Job", name, owner).await?;
         let secret =
-            delete_if_exists(&self.namespaced::<Secret>(namespace), "Secret", name).await?;
+            delete_owned(&self.namespaced::<Secret>(namespace), "Secret", name, owner).await?;
         Ok(job || secret)
     }
 

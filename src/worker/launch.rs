@@ -26,8 +26,7 @@ struct Payload {
     run_id: Uuid,
 }
 
-/// Keys of the per-run Secret and the variables that read them. The GitHub and runner features
-/// fill the values; until then they are empty placeholders.
+/// Keys of the per-run Secret and the variables that read them.
 const SECRET_ENV: [(&str, &str); 3] = [
     ("CODEXK8S_RUN_TOKEN", "run-token"),
     ("CODEXK8S_BOT_TOKEN", "bot-token"),
@@ -200,9 +199,17 @@ fn workload_spec<R>(
         ),
         ("CODEXK8S_RUNTIME_MODE".to_owned(), run.runtime_mode.clone()),
     ];
+    // The run token is random per attempt; the runner API that checks it (by hash) comes with the
+    // runner. Bot token and model key stay empty until the GitHub and runner features fill them.
     let secret_data: BTreeMap<String, SecretValue> = SECRET_ENV
         .iter()
-        .map(|(_, key)| ((*key).to_owned(), SecretValue(String::new())))
+        .map(|(_, key)| {
+            let value = match *key {
+                "run-token" => hex::encode(rand::random::<[u8; 32]>()),
+                _ => String::new(),
+            };
+            ((*key).to_owned(), SecretValue(value))
+        })
         .collect();
     WorkloadSpec {
         identity: identity.clone(),

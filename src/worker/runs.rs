@@ -115,9 +115,14 @@ pub async fn delete_workload<R: ClusterRuntime>(
     let (Some(namespace), Some(name)) = (&run.namespace, &run.job_name) else {
         return Ok(());
     };
+    let owner = RunIdentity {
+        run_id: run.id,
+        attempt: run.attempt,
+        project: run.project_slug.clone(),
+    };
     let existed = deps
         .cluster
-        .delete_workload(namespace, name)
+        .delete_workload(namespace, name, &owner)
         .await
         .map_err(|e| RepositoryError::Unavailable(e.to_string()))?;
     if existed {

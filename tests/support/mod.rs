@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod app;
+pub mod fake_k8s;
 pub mod proxy;
+pub mod seed;
 
 use std::future::Future;
 use std::time::Duration;
