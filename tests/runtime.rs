@@ -461,7 +461,8 @@ async fn a_retried_launch_adopts_its_own_job_and_a_foreign_job_fails_the_run() {
     let theirs = c.label_issue(8, "run:intake").await;
     let ours_run = c.run_in(&ours, "pending").await;
     let theirs_run = c.run_in(&theirs, "pending").await;
-    // What a worker killed between creating the Job and recording it leaves behind ...
+    // What a worker killed between creating the Job and recording it leaves behind: the run
+    // starting with its names recorded, the objects created, no audit of them ...
     let name = format!("codex-run-{}-a1", ours_run.id.simple());
     let own_labels = json!({
         "app.kubernetes.io/managed-by": "codex-k8s",
@@ -478,6 +479,13 @@ async fn a_retried_launch_adopts_its_own_job_and_a_foreign_job_fails_the_run() {
         "app.kubernetes.io/managed-by": "codex-k8s", "codex-k8s.io/run": stranger.to_string(), "codex-k8s.io/attempt": "1" } },
         "spec": { "template": { "spec": { "containers": [] } } } }));
 
+    sqlx::query(include_str!("support/sql/mark_run_starting.sql"))
+        .bind(ours_run.id)
+        .bind("codex-k8s-runs")
+        .bind(&name)
+        .execute(&c.db.pool)
+        .await
+        .unwrap();
     let _worker = c.start_worker().await;
     eventually(WAIT, "the launch to adopt the existing Job", || async {
         c.event_types(ours_run.id)
@@ -552,6 +560,23 @@ async fn a_project_without_free_slots_does_not_delay_another_project() {
         },
     )
     .await;
+    // The two slot holders run.
+    for d in &busy {
+        if c.run(d).await.is_some_and(|r| r.status == "starting") {
+            let (run, _, pod) = c.launched(d).await;
+            c.set_pod(&run, &pod, fake_k8s::pod_running()).await;
+        }
+    }
+    eventually(WAIT, "two runs of the busy project to run", || async {
+        let mut running = 0;
+        for d in &busy {
+            if c.run(d).await.is_some_and(|r| r.status == "running") {
+                running += 1;
+            }
+        }
+        (running == 2).then_some(())
+    })
+    .await;
     let other_delivery = c.label_issue_of(OTHER_REPO, 1, "run:intake").await;
     let started = std::time::Instant::now();
     let (other_run, _, _) = c.launched(&other_delivery).await;
@@ -563,22 +588,28 @@ async fn a_project_without_free_slots_does_not_delay_another_project() {
     );
 
     // A finished run hands its slot to the oldest waiting run of its project.
-    let first = busy
-        .iter()
-        .find(|d| futures::executor::block_on(c.run(d)).is_some_and(|r| r.status == "starting"))
-        .unwrap()
-        .clone();
-    let (run, _, pod) = c.launched(&first).await;
+    let mut holder = None;
+    for d in &busy {
+        if c.run(d).await.is_some_and(|r| r.status == "running") {
+            holder = Some(d.clone());
+            break;
+        }
+    }
+    let holder = holder.expect("a running run");
+    let (run, _, pod) = c.launched(&holder).await;
     c.set_pod(&run, &pod, fake_k8s::pod_succeeded()).await;
-    c.run_in(&first, "succeeded").await;
+    c.run_in(&holder, "succeeded").await;
     eventually(WAIT, "a waiting run to take the freed slot", || async {
-        let mut starting = 0;
+        let (mut running, mut starting, mut waiting) = (0, 0, 0);
         for d in &busy {
-            if c.run(d).await.is_some_and(|r| r.status == "starting") {
-                starting += 1;
+            match c.run(d).await?.status.as_str() {
+                "running" => running += 1,
+                "starting" => starting += 1,
+                "waiting" => waiting += 1,
+                _ => {}
             }
         }
-        (starting == 2).then_some(())
+        (running == 1 && starting == 1 && waiting == 9).then_some(())
     })
     .await;
 }
