@@ -210,8 +210,19 @@ impl Cluster {
         .await;
     }
 
+    /// Whether `run` has an audit row of `event_type`, waiting a little for one written just after
+    /// the change the test saw.
     async fn has_event(&self, run: Uuid, event_type: &str) -> bool {
-        self.event_types(run).await.iter().any(|t| t == event_type)
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            if self.event_types(run).await.iter().any(|t| t == event_type) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn event_types(&self, run: Uuid) -> Vec<String> {
@@ -365,13 +376,17 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
     c.set_pod(&run, &pod, fake_k8s::pod_succeeded()).await;
     let done = c.run_in(&delivery, "succeeded").await;
     assert_eq!(done.failure_reason, None);
-    eventually(WAIT, "the finished run's Secret to be deleted", || async {
-        c.fake
-            .get("secrets", Some(ns), &name)
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    // The Job stays for its TTL (logs); the Secret is owned by it and goes with it.
+    let job_now = c
+        .fake
+        .get("jobs", Some(ns), &name)
+        .expect("the finished Job is kept");
+    let secret_now = c.fake.get("secrets", Some(ns), &name).expect("the Secret");
+    assert_eq!(
+        secret_now["metadata"]["ownerReferences"],
+        json!([{ "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_now["metadata"]["uid"], "blockOwnerDeletion": false }])
+    );
+    assert!(!c.has_event(run.id, "k8s.job.deleted").await);
     let types = c.event_types(run.id).await;
     for expected in [
         "run.created",
@@ -381,7 +396,6 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
         "k8s.job.created",
         "run.running",
         "run.succeeded",
-        "k8s.job.deleted",
     ] {
         assert!(
             types.contains(&expected.to_owned()),
@@ -414,24 +428,38 @@ async fn each_failure_path_fails_the_run_with_its_reason_and_removes_the_job() {
         ("CODEXK8S_RUN_UNSCHEDULABLE_TIMEOUT", "1s"),
     ])
     .await;
-    let cases: Vec<(u64, Option<Value>, &str)> = vec![
-        (1, Some(fake_k8s::pod_failed_exit(3)), "exited with code 3"),
-        (2, Some(fake_k8s::pod_oom_killed()), "OOMKilled"),
+    // (issue, pod status, reason, whether the Job is deleted now): a pod that ended by itself keeps
+    // its Job until the TTL; a stuck or overdue one is stopped.
+    let cases: Vec<(u64, Option<Value>, &str, bool)> = vec![
+        (
+            1,
+            Some(fake_k8s::pod_failed_exit(3)),
+            "exited with code 3",
+            false,
+        ),
+        (2, Some(fake_k8s::pod_oom_killed()), "OOMKilled", false),
         (
             3,
             Some(fake_k8s::pod_image_pull_backoff()),
             "ImagePullBackOff",
+            true,
         ),
-        (4, Some(fake_k8s::pod_unschedulable()), "Unschedulable"),
+        (
+            4,
+            Some(fake_k8s::pod_unschedulable()),
+            "Unschedulable",
+            true,
+        ),
         (
             5,
             Some(fake_k8s::pod_deadline_exceeded()),
             "DeadlineExceeded",
+            false,
         ),
-        (6, None, "pending for more than 3s"),
+        (6, None, "pending for more than 3s", true),
     ];
     let mut started = Vec::new();
-    for (issue, status, reason) in cases {
+    for (issue, status, reason, stopped) in cases {
         let delivery = c.label_issue(issue, "run:intake").await;
         let (run, _, pod) = c.launched(&delivery).await;
         assert_eq!(
@@ -442,15 +470,42 @@ async fn each_failure_path_fails_the_run_with_its_reason_and_removes_the_job() {
         if let Some(status) = status {
             c.set_pod(&run, &pod, status).await;
         }
-        started.push((delivery, run, reason));
+        started.push((delivery, run, reason, stopped));
     }
-    for (delivery, run, reason) in started {
+    for (delivery, run, reason, stopped) in started {
         let failed = c.run_in(&delivery, "failed").await;
         let why = failed.failure_reason.unwrap_or_default();
         assert!(why.contains(reason), "{reason:?} in {why:?}");
-        c.job_gone(&run).await;
         assert!(c.has_event(run.id, "run.failed").await);
+        if stopped {
+            c.job_gone(&run).await;
+            assert!(c.has_event(run.id, "k8s.job.deleted").await);
+        } else {
+            let job = run.job_name.as_deref().unwrap();
+            assert!(
+                c.fake.get("jobs", Some("codex-k8s-runs"), job).is_some(),
+                "{reason}: the ended Job stays for its TTL"
+            );
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_deadline_is_stopped_even_if_the_cluster_does_not() {
+    let c = Cluster::start(&[("CODEXK8S_RUN_DEADLINE", "2s")]).await;
+    let delivery = c.label_issue(21, "run:intake").await;
+    let (run, job, pod) = c.launched(&delivery).await;
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 2);
+    c.set_pod(&run, &pod, fake_k8s::pod_running()).await;
+    c.run_in(&delivery, "running").await;
+    let failed = c.run_in(&delivery, "failed").await;
+    assert!(
+        failed
+            .failure_reason
+            .unwrap()
+            .contains("exceeded its deadline of 2s")
+    );
+    c.job_gone(&run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,20 +711,31 @@ async fn cleanup_deletes_only_expired_managed_namespaces_without_active_runs() {
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let managed = |name: &str, expires: &str| {
         json!({ "metadata": { "name": name,
-        "labels": { "app.kubernetes.io/managed-by": "codex-k8s", "codex-k8s.io/project": "hello" },
-        "annotations": { "codex-k8s.io/expires-at": expires } } })
+            "labels": { "app.kubernetes.io/managed-by": "codex-k8s", "codex-k8s.io/project": "hello" },
+            "annotations": { "codex-k8s.io/expires-at": expires } } })
     };
-    // Namespaces of new runs expire a second after they are made, while their run is still active.
-    let c = Cluster::start_with(json!({}), &[("CODEXK8S_RUN_DEADLINE", "1s"), ("CODEXK8S_NAMESPACE_TTL", "0s")], |fake| {
-        fake.insert("namespaces", managed("codex-hello-i100", &past));
-        fake.insert("namespaces", managed("codex-hello-i101", &future));
-        fake.insert("namespaces", json!({ "metadata": { "name": "someone-elses", "annotations": { "codex-k8s.io/expires-at": past } } }));
-    })
-    .await;
-    // An active run of issue 102 keeps its namespace even when it has expired.
+    let c = Cluster::start_roles(json!({}), &[], &[Role::Gateway, Role::Control]).await;
+    c.fake
+        .insert("namespaces", managed("codex-hello-i100", &past));
+    c.fake
+        .insert("namespaces", managed("codex-hello-i101", &future));
+    c.fake
+        .insert("namespaces", managed("codex-hello-i102", &past));
+    c.fake.insert(
+        "namespaces",
+        json!({ "metadata": { "name": "someone-elses", "annotations": { "codex-k8s.io/expires-at": past } } }),
+    );
+    // Issue 102's run is active (waiting for a human) in its expired namespace.
     let delivery = c.label_issue(102, "run:dev").await;
-    let (run, _, _) = c.launched(&delivery).await;
-    assert_eq!(run.namespace.as_deref(), Some("codex-hello-i102"));
+    let run = c.run_in(&delivery, "pending").await;
+    sqlx::query(include_str!("support/sql/mark_run_waiting_for_input.sql"))
+        .bind(run.id)
+        .bind("codex-hello-i102")
+        .execute(&c.db.pool)
+        .await
+        .unwrap();
+
+    let _worker = c.start_worker().await;
     eventually(
         WAIT,
         "the expired unused namespace to be deleted",
@@ -690,17 +756,17 @@ async fn cleanup_deletes_only_expired_managed_namespaces_without_active_runs() {
         c.fake.get("namespaces", None, "someone-elses").is_some(),
         "not managed by codex-k8s"
     );
-    let in_use = c
-        .fake
-        .get("namespaces", None, "codex-hello-i102")
-        .expect("in use by an active run");
-    let expiry = in_use["metadata"]["annotations"]["codex-k8s.io/expires-at"]
-        .as_str()
-        .unwrap();
     assert!(
-        chrono::DateTime::parse_from_rfc3339(expiry).unwrap() < chrono::Utc::now(),
-        "it has expired"
+        c.fake.get("namespaces", None, "codex-hello-i102").is_some(),
+        "in use by an active run"
     );
+    assert_eq!(c.run(&delivery).await.unwrap().status, "waiting");
+    let audited: Vec<String> = sqlx::query_scalar(include_str!("support/sql/flow_event_types.sql"))
+        .bind("namespace-cleanup:codex-hello-i100")
+        .fetch_all(&c.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(audited, vec!["k8s.namespace.deleted"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

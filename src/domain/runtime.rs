@@ -282,81 +282,119 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-/// Why a run's pod means the run has failed, if it does. Pure: the caller passes the time.
-pub fn failure_of(pod: &PodObservation, now: DateTime<Utc>, limits: &PodLimits) -> Option<String> {
-    if let Some(reason) = &pod.stuck_reason {
-        return Some(format!("the agent container cannot start: {reason}"));
-    }
-    match pod.phase {
-        PodPhase::Failed => Some(match (&pod.exit, pod.reason.as_deref()) {
-            (_, Some("DeadlineExceeded")) => {
-                "the run exceeded its deadline (DeadlineExceeded)".into()
-            }
-            (Some(exit), _) if exit.reason.as_deref() == Some("OOMKilled") => {
-                format!(
-                    "the agent ran out of memory (OOMKilled, exit code {})",
-                    exit.code
-                )
-            }
-            (Some(exit), _) => format!(
-                "the agent exited with code {}{}",
-                exit.code,
-                exit.reason
-                    .as_deref()
-                    .filter(|r| *r != "Error")
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-            (None, Some(reason)) => format!("the pod failed: {reason}"),
-            (None, None) => "the pod failed".into(),
-        }),
-        PodPhase::Pending => {
-            if let Some(since) = pod.unschedulable_since
-                && now - since > chrono_duration(limits.unschedulable)
-            {
-                return Some(format!(
-                    "the pod stayed unschedulable for more than {} (Unschedulable)",
-                    humantime::format_duration(limits.unschedulable)
-                ));
-            }
-            if let Some(created) = pod.created_at
-                && now - created > chrono_duration(limits.pending)
-            {
-                return Some(format!(
-                    "the pod stayed pending for more than {}",
-                    humantime::format_duration(limits.pending)
-                ));
-            }
-            None
+/// Why a run failed, judging by its pod, and whether its Job must go now: a pod that ended by itself
+/// keeps its Job (and logs) until `ttlSecondsAfterFinished`; one that is stuck or over time is
+/// stopped by deleting its Job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFailure {
+    pub reason: String,
+    pub stop_workload: bool,
+}
+
+impl PodFailure {
+    fn ended(reason: String) -> Self {
+        Self {
+            reason,
+            stop_workload: false,
         }
-        PodPhase::Running | PodPhase::Succeeded | PodPhase::Unknown => None,
+    }
+
+    fn stopped(reason: String) -> Self {
+        Self {
+            reason,
+            stop_workload: true,
+        }
     }
 }
 
-/// How long a pod may wait before its run fails.
+/// Why a run's pod means the run has failed, if it does. Pure: the caller passes the time.
+pub fn failure_of(
+    pod: &PodObservation,
+    now: DateTime<Utc>,
+    limits: &PodLimits,
+) -> Option<PodFailure> {
+    if let Some(reason) = &pod.stuck_reason {
+        return Some(PodFailure::stopped(format!(
+            "the agent container cannot start: {reason}"
+        )));
+    }
+    let over = |limit: Duration, since: Option<DateTime<Utc>>| {
+        since.is_some_and(|t| now - t > chrono_duration(limit))
+    };
+    match pod.phase {
+        PodPhase::Failed => Some(PodFailure::ended(
+            match (&pod.exit, pod.reason.as_deref()) {
+                (_, Some("DeadlineExceeded")) => {
+                    "the run exceeded its deadline (DeadlineExceeded)".into()
+                }
+                (Some(exit), _) if exit.reason.as_deref() == Some("OOMKilled") => {
+                    format!(
+                        "the agent ran out of memory (OOMKilled, exit code {})",
+                        exit.code
+                    )
+                }
+                (Some(exit), _) => format!(
+                    "the agent exited with code {}{}",
+                    exit.code,
+                    exit.reason
+                        .as_deref()
+                        .filter(|r| *r != "Error")
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+                (None, Some(reason)) => format!("the pod failed: {reason}"),
+                (None, None) => "the pod failed".into(),
+            },
+        )),
+        PodPhase::Pending | PodPhase::Running if over(limits.deadline, pod.created_at) => {
+            Some(PodFailure::stopped(format!(
+                "the run exceeded its deadline of {} (DeadlineExceeded)",
+                humantime::format_duration(limits.deadline)
+            )))
+        }
+        PodPhase::Pending if over(limits.unschedulable, pod.unschedulable_since) => {
+            Some(PodFailure::stopped(format!(
+                "the pod stayed unschedulable for more than {} (Unschedulable)",
+                humantime::format_duration(limits.unschedulable)
+            )))
+        }
+        PodPhase::Pending if over(limits.pending, pod.created_at) => {
+            Some(PodFailure::stopped(format!(
+                "the pod stayed pending for more than {}",
+                humantime::format_duration(limits.pending)
+            )))
+        }
+        PodPhase::Pending | PodPhase::Running | PodPhase::Succeeded | PodPhase::Unknown => None,
+    }
+}
+
+/// How long a pod may wait or run before its run fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodLimits {
     pub pending: Duration,
     pub unschedulable: Duration,
+    /// The Job's `activeDeadlineSeconds`, enforced here too in case the cluster does not.
+    pub deadline: Duration,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// When a pending pod will next need a look, if it is not already failed.
+/// When a live pod will next need a look (a time limit runs out), if ever.
 pub fn next_check(pod: &PodObservation, limits: &PodLimits) -> Option<DateTime<Utc>> {
-    if pod.phase != PodPhase::Pending {
-        return None;
-    }
-    let pending = pod.created_at.map(|c| c + chrono_duration(limits.pending));
-    let unschedulable = pod
-        .unschedulable_since
-        .map(|s| s + chrono_duration(limits.unschedulable));
-    match (pending, unschedulable) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let at =
+        |since: Option<DateTime<Utc>>, limit: Duration| since.map(|t| t + chrono_duration(limit));
+    let candidates = match pod.phase {
+        PodPhase::Pending => vec![
+            at(pod.created_at, limits.pending),
+            at(pod.unschedulable_since, limits.unschedulable),
+            at(pod.created_at, limits.deadline),
+        ],
+        PodPhase::Running => vec![at(pod.created_at, limits.deadline)],
+        _ => vec![],
+    };
+    candidates.into_iter().flatten().min()
 }
 
 #[cfg(test)]

@@ -103,13 +103,14 @@ async fn timed<T>(
     }
 }
 
-/// Creates `object`; when one of that name exists, adopts it if `owns` accepts its labels.
+/// Creates `object`; when one of that name exists, adopts it if `owns` accepts its labels. Returns
+/// the object as the API server has it.
 async fn ensure<K>(
     api: &Api<K>,
     object: &K,
     kind: &'static str,
     owns: impl Fn(&BTreeMap<String, String>) -> bool,
-) -> Result<Ensured, RuntimeError>
+) -> Result<(Ensured, K), RuntimeError>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
@@ -120,11 +121,11 @@ where
         .await
         .map_err(|_| RuntimeError::Unavailable(format!("{what}: no answer in time")))?;
     match created {
-        Ok(_) => Ok(Ensured::Created),
+        Ok(stored) => Ok((Ensured::Created, stored)),
         Err(e) if is_status(&e, 409) => {
             let existing = timed(&format!("get {kind} {namespace}/{name}"), api.get(&name)).await?;
             if owns(existing.labels()) {
-                Ok(Ensured::Adopted)
+                Ok((Ensured::Adopted, existing))
             } else {
                 Err(RuntimeError::OwnedByOther {
                     kind,
@@ -197,7 +198,7 @@ impl ClusterRuntime for KubeRuntime {
             is_managed(labels) && labels.get(PROJECT_LABEL) == Some(&spec.owner.project)
         };
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let ensured = ensure(
+        let (ensured, _) = ensure(
             &namespaces,
             &objects::namespace(spec),
             "Namespace",
@@ -256,20 +257,30 @@ impl ClusterRuntime for KubeRuntime {
     async fn ensure_workload(&self, spec: &WorkloadSpec) -> Result<Ensured, RuntimeError> {
         let this_attempt = |labels: &BTreeMap<String, String>| spec.identity.owns(labels);
         // The Secret first, so the pod never starts without it.
-        ensure(
-            &self.namespaced::<Secret>(&spec.namespace),
-            &objects::run_secret(spec),
-            "Secret",
-            this_attempt,
-        )
-        .await?;
-        ensure(
+        let secrets = self.namespaced::<Secret>(&spec.namespace);
+        ensure(&secrets, &objects::run_secret(spec), "Secret", this_attempt).await?;
+        let (ensured, job) = ensure(
             &self.namespaced::<Job>(&spec.namespace),
             &objects::job(spec),
             "Job",
             this_attempt,
         )
-        .await
+        .await?;
+        // Owned by the Job, the Secret is garbage-collected with it (ttlSecondsAfterFinished).
+        let owner = serde_json::json!({ "metadata": { "ownerReferences": [{
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": job.name_any(),
+            "uid": job.uid().unwrap_or_default(),
+            "blockOwnerDeletion": false,
+        }] } });
+        let name = spec.name();
+        timed(
+            &format!("make Job {name} own Secret {name}"),
+            secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&owner)),
+        )
+        .await?;
+        Ok(ensured)
     }
 
     async fn delete_workload(

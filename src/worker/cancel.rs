@@ -32,7 +32,15 @@ pub async fn handle<R: ClusterRuntime>(
     let status = status_of(&run)?;
     drop(tx);
     if status.is_active() {
-        runs::end_run(&deps, run_id, None, RunStatus::Canceled, Some("canceled")).await?;
+        runs::end_run(
+            &deps,
+            run_id,
+            None,
+            RunStatus::Canceled,
+            Some("canceled"),
+            true,
+        )
+        .await?;
     } else if status == RunStatus::Canceled {
         // Canceled by control in its own transaction: the workload and the slot remain to free.
         runs::delete_workload(&deps, &run).await?;

@@ -111,6 +111,7 @@ pub async fn handle<R: ClusterRuntime>(
                 Some(run.attempt),
                 RunStatus::Failed,
                 Some(&format!("the workload could not be created: {e}")),
+                true,
             )
             .await?;
             Ok(())

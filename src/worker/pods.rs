@@ -32,14 +32,19 @@ pub async fn follow<R: ClusterRuntime>(deps: Arc<RuntimeDeps<R>>, shutdown: Canc
     let limits = PodLimits {
         pending: deps.config.pending_timeout,
         unschedulable: deps.config.unschedulable_timeout,
+        deadline: deps.config.run_deadline,
     };
-    let check_every = (limits.pending.min(limits.unschedulable) / 10)
+    let check_every = (limits
+        .pending
+        .min(limits.unschedulable)
+        .min(limits.deadline)
+        / 10)
         .clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut events = deps.cluster.watch_pods();
-    // Pods that may still fail by waiting too long, and observations to apply again after a
-    // database error.
+    // Live pods, which may still fail by waiting or running too long, and observations to apply
+    // again after a database error.
     let mut waiting: HashMap<Key, PodObservation> = HashMap::new();
     let mut unapplied: HashMap<Key, PodEvent> = HashMap::new();
     loop {
@@ -82,7 +87,7 @@ async fn apply<R: ClusterRuntime>(
         }
         PodEvent::Gone(pod) => {
             waiting.remove(&key(&pod));
-            let result = gone(deps, &pod).await;
+            let result = gone(deps, limits, &pod).await;
             let retry = PodEvent::Gone(pod.clone());
             (pod, result.map_err(|e| (e, retry)))
         }
@@ -100,14 +105,15 @@ async fn seen<R: ClusterRuntime>(
     waiting: &mut HashMap<Key, PodObservation>,
     pod: &PodObservation,
 ) -> Result<(), RepositoryError> {
-    if let Some(reason) = failure_of(pod, Utc::now(), limits) {
+    if let Some(failure) = failure_of(pod, Utc::now(), limits) {
         waiting.remove(&key(pod));
         runs::end_run(
             deps,
             pod.run_id,
             Some(pod.attempt),
             RunStatus::Failed,
-            Some(&reason),
+            Some(&failure.reason),
+            failure.stop_workload,
         )
         .await?;
         return Ok(());
@@ -117,7 +123,7 @@ async fn seen<R: ClusterRuntime>(
             waiting.insert(key(pod), pod.clone());
         }
         PodPhase::Running => {
-            waiting.remove(&key(pod));
+            waiting.insert(key(pod), pod.clone());
             let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
             if let Some(mut run) = store::lock_run(&mut tx, pod.run_id).await?
                 && run.attempt == pod.attempt
@@ -134,20 +140,39 @@ async fn seen<R: ClusterRuntime>(
                 Some(pod.attempt),
                 RunStatus::Succeeded,
                 None,
+                false,
             )
             .await?;
         }
-        PodPhase::Failed | PodPhase::Unknown => {}
+        PodPhase::Failed | PodPhase::Unknown => {
+            waiting.remove(&key(pod));
+        }
     }
     Ok(())
 }
 
 async fn gone<R: ClusterRuntime>(
     deps: &RuntimeDeps<R>,
+    limits: &PodLimits,
     pod: &PodObservation,
 ) -> Result<(), RepositoryError> {
     if matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed) {
         // A finished pod removed with its Job: its outcome was recorded when it finished.
+        return Ok(());
+    }
+    let mut running = pod.clone();
+    running.phase = PodPhase::Running;
+    if let Some(over) = failure_of(&running, Utc::now(), limits) {
+        // The Job controller removes the pods of a Job past its deadline: not a lost pod.
+        runs::end_run(
+            deps,
+            pod.run_id,
+            Some(pod.attempt),
+            RunStatus::Failed,
+            Some(&over.reason),
+            true,
+        )
+        .await?;
         return Ok(());
     }
     runs::workload_lost(

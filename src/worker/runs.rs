@@ -79,13 +79,15 @@ pub async fn promote_waiting(
 }
 
 /// Ends the run's attempt `attempt` with `status` (succeeded, failed or canceled) if it is still that
-/// attempt and active, frees its slot for the next waiting run, and deletes its workload.
+/// attempt and active, and frees its slot for the next waiting run. With `stop_workload` its Job
+/// and Secret are deleted now; otherwise the Job stays until its TTL and the Secret goes with it.
 pub async fn end_run<R: ClusterRuntime>(
     deps: &RuntimeDeps<R>,
     run_id: Uuid,
     attempt: Option<i32>,
     status: RunStatus,
     reason: Option<&str>,
+    stop_workload: bool,
 ) -> Result<bool, RepositoryError> {
     let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
     let Some(mut run) = store::lock_run(&mut tx, run_id).await? else {
@@ -103,7 +105,9 @@ pub async fn end_run<R: ClusterRuntime>(
     }
     promote_waiting(&mut tx, run.project_id, 1).await?;
     tx.commit().await.map_err(map_sqlx_error)?;
-    delete_workload(deps, &run).await?;
+    if stop_workload {
+        delete_workload(deps, &run).await?;
+    }
     Ok(true)
 }
 
@@ -167,6 +171,7 @@ pub async fn workload_lost<R: ClusterRuntime>(
             Some(attempt),
             RunStatus::Failed,
             Some(&reason),
+            true,
         )
         .await?;
         return Ok(());

@@ -8,7 +8,12 @@ use super::*;
 const LIMITS: PodLimits = PodLimits {
     pending: Duration::from_secs(600),
     unschedulable: Duration::from_secs(300),
+    deadline: Duration::from_secs(3600),
 };
+
+fn reason(f: Option<PodFailure>) -> String {
+    f.expect("a failure").reason
+}
 
 fn pod(phase: PodPhase) -> PodObservation {
     PodObservation {
@@ -84,34 +89,25 @@ fn failures_name_their_cause() {
         code: 3,
         reason: Some("Error".into()),
     });
-    assert_eq!(
-        failure_of(&exit, now, &LIMITS).unwrap(),
-        "the agent exited with code 3"
+    let ended = failure_of(&exit, now, &LIMITS).unwrap();
+    assert_eq!(ended.reason, "the agent exited with code 3");
+    assert!(
+        !ended.stop_workload,
+        "a pod that ended keeps its Job until its TTL"
     );
     let mut oom = pod(PodPhase::Failed);
     oom.exit = Some(ContainerExit {
         code: 137,
         reason: Some("OOMKilled".into()),
     });
-    assert!(
-        failure_of(&oom, now, &LIMITS)
-            .unwrap()
-            .contains("OOMKilled")
-    );
+    assert!(reason(failure_of(&oom, now, &LIMITS)).contains("OOMKilled"));
     let mut deadline = pod(PodPhase::Failed);
     deadline.reason = Some("DeadlineExceeded".into());
-    assert!(
-        failure_of(&deadline, now, &LIMITS)
-            .unwrap()
-            .contains("DeadlineExceeded")
-    );
+    assert!(reason(failure_of(&deadline, now, &LIMITS)).contains("DeadlineExceeded"));
     let mut pull = pod(PodPhase::Pending);
     pull.stuck_reason = Some("ImagePullBackOff".into());
-    assert!(
-        failure_of(&pull, now, &LIMITS)
-            .unwrap()
-            .contains("ImagePullBackOff")
-    );
+    let stuck = failure_of(&pull, now, &LIMITS).unwrap();
+    assert!(stuck.reason.contains("ImagePullBackOff") && stuck.stop_workload);
     assert_eq!(failure_of(&pod(PodPhase::Running), now, &LIMITS), None);
     assert_eq!(failure_of(&pod(PodPhase::Succeeded), now, &LIMITS), None);
 }
@@ -121,20 +117,24 @@ fn waiting_pods_fail_only_after_their_limit() {
     let pending = pod(PodPhase::Pending);
     assert_eq!(failure_of(&pending, at(9, 59), &LIMITS), None);
     assert_eq!(next_check(&pending, &LIMITS), Some(at(10, 0)));
-    assert!(
-        failure_of(&pending, at(10, 1), &LIMITS)
-            .unwrap()
-            .contains("pending")
-    );
+    assert!(reason(failure_of(&pending, at(10, 1), &LIMITS)).contains("pending"));
 
     let mut unschedulable = pod(PodPhase::Pending);
     unschedulable.unschedulable_since = Some(at(1, 0));
     assert_eq!(failure_of(&unschedulable, at(5, 59), &LIMITS), None);
     assert_eq!(next_check(&unschedulable, &LIMITS), Some(at(6, 0)));
-    assert!(
-        failure_of(&unschedulable, at(6, 1), &LIMITS)
-            .unwrap()
-            .contains("Unschedulable")
-    );
-    assert_eq!(next_check(&pod(PodPhase::Running), &LIMITS), None);
+    assert!(reason(failure_of(&unschedulable, at(6, 1), &LIMITS)).contains("Unschedulable"));
+
+    let running = pod(PodPhase::Running);
+    let one_hour_in = Utc.with_ymd_and_hms(2026, 1, 1, 13, 0, 0).unwrap();
+    assert_eq!(next_check(&running, &LIMITS), Some(one_hour_in));
+    assert_eq!(failure_of(&running, at(59, 59), &LIMITS), None);
+    let late = failure_of(
+        &running,
+        one_hour_in + chrono::Duration::seconds(1),
+        &LIMITS,
+    )
+    .unwrap();
+    assert!(late.reason.contains("deadline") && late.stop_workload);
+    assert_eq!(next_check(&pod(PodPhase::Succeeded), &LIMITS), None);
 }
