@@ -392,6 +392,12 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
         "run.created",
         "run.starting",
         "k8s.namespace.created",
+        "k8s.serviceaccount.created",
+        "k8s.role.created",
+        "k8s.rolebinding.created",
+        "k8s.resourcequota.created",
+        "k8s.limitrange.created",
+        "k8s.networkpolicy.created",
         "k8s.secret.created",
         "k8s.job.created",
         "run.running",
@@ -839,4 +845,37 @@ async fn the_resync_relaunches_a_running_run_whose_job_no_longer_exists() {
         "{why}"
     );
     c.launched(&delivery).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_run_of_the_issue_reuses_its_namespace_and_extends_its_expiry() {
+    let c = Cluster::start(&[]).await;
+    let first = c.label_issue(77, "run:dev").await;
+    let (run, _, pod) = c.launched(&first).await;
+    let ns = run.namespace.clone().unwrap();
+    let expiry = |c: &Cluster| {
+        let namespace = c.fake.get("namespaces", None, &ns).expect("namespace");
+        chrono::DateTime::parse_from_rfc3339(
+            namespace["metadata"]["annotations"]["codex-k8s.io/expires-at"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let first_expiry = expiry(&c);
+    c.set_pod(&run, &pod, fake_k8s::pod_succeeded()).await;
+    c.run_in(&first, "succeeded").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // expiry timestamps have second precision
+
+    let second = c.label_issue(77, "run:qa").await;
+    let (next, _, _) = c.launched(&second).await;
+    assert_eq!(
+        next.namespace.as_deref(),
+        Some(ns.as_str()),
+        "the issue's namespace is reused"
+    );
+    assert!(c.has_event(next.id, "k8s.namespace.adopted").await);
+    assert!(c.has_event(next.id, "k8s.role.adopted").await);
+    assert!(!c.has_event(next.id, "k8s.namespace.created").await);
+    assert!(expiry(&c) > first_expiry, "the expiry moved later");
 }

@@ -123,12 +123,34 @@ impl WorkloadSpec {
     }
 }
 
-/// What an ensure call found.
+/// What an ensure call found for one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ensured {
     Created,
-    /// It existed already and carries this run's labels (a retried launch).
+    /// It existed already and carries this run's labels (a retried launch), or, for a namespace and
+    /// its guard rails, its project's (a later run of the same issue).
     Adopted,
+}
+
+/// One object an ensure call made sure of, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredObject {
+    /// Lowercase kind, as in `k8s.<kind>.created`: `namespace`, `serviceaccount`, `job`, …
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub outcome: Ensured,
+}
+
+impl EnsuredObject {
+    /// The audit event type: `k8s.<kind>.created` or `k8s.<kind>.adopted`.
+    pub fn event_type(&self) -> String {
+        let verb = match self.outcome {
+            Ensured::Created => "created",
+            Ensured::Adopted => "adopted",
+        };
+        format!("k8s.{}.{verb}", self.kind)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,13 +237,13 @@ pub trait ClusterRuntime: Send + Sync + 'static {
     fn ensure_namespace(
         &self,
         spec: &NamespaceSpec,
-    ) -> impl Future<Output = Result<Ensured, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Vec<EnsuredObject>, RuntimeError>> + Send;
 
     /// Creates the run's Secret and Job, or adopts them when they carry this run's labels.
     fn ensure_workload(
         &self,
         spec: &WorkloadSpec,
-    ) -> impl Future<Output = Result<Ensured, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Vec<EnsuredObject>, RuntimeError>> + Send;
 
     /// Deletes a run attempt's Job (with its pods) and Secret, each only if it carries `owner`'s
     /// labels; `false` when neither of them did.

@@ -20,8 +20,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::runtime::{
-    ATTEMPT_LABEL, ClusterRuntime, EXPIRES_AT_ANNOTATION, Ensured, MANAGED_BY, ManagedNamespace,
-    NamespaceSpec, PROJECT_LABEL, PodEvent, RUN_LABEL, RunIdentity, RuntimeError, WorkloadSpec,
+    ATTEMPT_LABEL, ClusterRuntime, EXPIRES_AT_ANNOTATION, Ensured, EnsuredObject, MANAGED_BY,
+    ManagedNamespace, NamespaceSpec, PROJECT_LABEL, PodEvent, RUN_LABEL, RunIdentity, RuntimeError,
+    WorkloadSpec,
 };
 
 /// Longest a single API call may take before it counts as unavailable.
@@ -187,79 +188,108 @@ fn describe_owner(labels: &BTreeMap<String, String>) -> String {
     }
 }
 
+fn ensured_object(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    outcome: Ensured,
+) -> EnsuredObject {
+    EnsuredObject {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        outcome,
+    }
+}
+
 fn is_managed(labels: &BTreeMap<String, String>) -> bool {
     labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
 }
 
 impl ClusterRuntime for KubeRuntime {
-    async fn ensure_namespace(&self, spec: &NamespaceSpec) -> Result<Ensured, RuntimeError> {
+    async fn ensure_namespace(
+        &self,
+        spec: &NamespaceSpec,
+    ) -> Result<Vec<EnsuredObject>, RuntimeError> {
         // A namespace belongs to its project's issue: any run of that project may reuse it.
         let same_project = |labels: &BTreeMap<String, String>| {
             is_managed(labels) && labels.get(PROJECT_LABEL) == Some(&spec.owner.project)
         };
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let (ensured, _) = ensure(
+        let (outcome, _) = ensure(
             &namespaces,
             &objects::namespace(spec),
             "Namespace",
             same_project,
         )
         .await?;
-        if ensured == Ensured::Adopted {
+        if outcome == Ensured::Adopted {
             self.extend_expiry(&namespaces, spec).await?;
         }
         let ns = spec.name.as_str();
-        ensure(
+        let mut done = vec![ensured_object("namespace", "", &spec.name, outcome)];
+        let sa = objects::service_account(spec);
+        let (o, _) = ensure(
             &self.namespaced::<ServiceAccount>(ns),
-            &objects::service_account(spec),
+            &sa,
             "ServiceAccount",
             same_project,
         )
         .await?;
-        ensure(
-            &self.namespaced::<Role>(ns),
-            &objects::role(spec),
-            "Role",
-            same_project,
-        )
-        .await?;
-        ensure(
+        done.push(ensured_object("serviceaccount", ns, &sa.name_any(), o));
+        let role = objects::role(spec);
+        let (o, _) = ensure(&self.namespaced::<Role>(ns), &role, "Role", same_project).await?;
+        done.push(ensured_object("role", ns, &role.name_any(), o));
+        let binding = objects::role_binding(spec);
+        let (o, _) = ensure(
             &self.namespaced::<RoleBinding>(ns),
-            &objects::role_binding(spec),
+            &binding,
             "RoleBinding",
             same_project,
         )
         .await?;
-        ensure(
+        done.push(ensured_object("rolebinding", ns, &binding.name_any(), o));
+        let quota = objects::resource_quota(spec);
+        let (o, _) = ensure(
             &self.namespaced::<ResourceQuota>(ns),
-            &objects::resource_quota(spec),
+            &quota,
             "ResourceQuota",
             same_project,
         )
         .await?;
-        ensure(
+        done.push(ensured_object("resourcequota", ns, &quota.name_any(), o));
+        let limits = objects::limit_range(spec);
+        let (o, _) = ensure(
             &self.namespaced::<LimitRange>(ns),
-            &objects::limit_range(spec),
+            &limits,
             "LimitRange",
             same_project,
         )
         .await?;
-        ensure(
+        done.push(ensured_object("limitrange", ns, &limits.name_any(), o));
+        let policy = objects::network_policy(spec);
+        let (o, _) = ensure(
             &self.namespaced::<NetworkPolicy>(ns),
-            &objects::network_policy(spec),
+            &policy,
             "NetworkPolicy",
             same_project,
         )
         .await?;
-        Ok(ensured)
+        done.push(ensured_object("networkpolicy", ns, &policy.name_any(), o));
+        Ok(done)
     }
 
-    async fn ensure_workload(&self, spec: &WorkloadSpec) -> Result<Ensured, RuntimeError> {
+    async fn ensure_workload(
+        &self,
+        spec: &WorkloadSpec,
+    ) -> Result<Vec<EnsuredObject>, RuntimeError> {
         let this_attempt = |labels: &BTreeMap<String, String>| spec.identity.owns(labels);
+        let name = spec.name();
         // The Secret first, so the pod never starts without it.
         let secrets = self.namespaced::<Secret>(&spec.namespace);
-        ensure(&secrets, &objects::run_secret(spec), "Secret", this_attempt).await?;
-        let (ensured, job) = ensure(
+        let (secret, _) =
+            ensure(&secrets, &objects::run_secret(spec), "Secret", this_attempt).await?;
+        let (outcome, job) = ensure(
             &self.namespaced::<Job>(&spec.namespace),
             &objects::job(spec),
             "Job",
@@ -274,13 +304,15 @@ impl ClusterRuntime for KubeRuntime {
             "uid": job.uid().unwrap_or_default(),
             "blockOwnerDeletion": false,
         }] } });
-        let name = spec.name();
         timed(
             &format!("make Job {name} own Secret {name}"),
             secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&owner)),
         )
         .await?;
-        Ok(ensured)
+        Ok(vec![
+            ensured_object("secret", &spec.namespace, &name, secret),
+            ensured_object("job", &spec.namespace, &name, outcome),
+        ])
     }
 
     async fn delete_workload(

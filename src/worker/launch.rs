@@ -15,8 +15,8 @@ use super::runs::{self, audit, status_of};
 use super::store::{self, RuntimeRun};
 use crate::domain::runs::RunStatus;
 use crate::domain::runtime::{
-    AGENT_ACCOUNT, ClusterRuntime, Ensured, NamespaceSpec, Resources, RunIdentity, RuntimeError,
-    SecretValue, WorkloadSpec, issue_namespace,
+    AGENT_ACCOUNT, ClusterRuntime, EnsuredObject, NamespaceSpec, Resources, RunIdentity,
+    RuntimeError, SecretValue, WorkloadSpec, issue_namespace,
 };
 use crate::queue::{JobContext, JobError};
 use crate::store::map_sqlx_error;
@@ -98,7 +98,7 @@ pub async fn handle<R: ClusterRuntime>(
             let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
             ctx.lock_lease(&mut tx).await?;
             for (event, payload) in effects {
-                audit(&mut tx, &run, event, payload).await?;
+                audit(&mut tx, &run, &event, payload).await?;
             }
             tx.commit().await.map_err(map_sqlx_error)?;
             Ok(())
@@ -119,13 +119,20 @@ pub async fn handle<R: ClusterRuntime>(
     }
 }
 
-type Effects = Vec<(&'static str, serde_json::Value)>;
+/// Audit rows for what the launch made sure of: (event type, payload).
+type Effects = Vec<(String, serde_json::Value)>;
 
-fn ensured_event(ensured: Ensured, created: &'static str, adopted: &'static str) -> &'static str {
-    match ensured {
-        Ensured::Created => created,
-        Ensured::Adopted => adopted,
-    }
+fn effects_of(objects: Vec<EnsuredObject>, extra: &serde_json::Value) -> Effects {
+    objects
+        .into_iter()
+        .map(|o| {
+            let mut payload = json!({ "namespace": o.namespace, "name": o.name });
+            if let (Some(p), Some(extra)) = (payload.as_object_mut(), extra.as_object()) {
+                p.extend(extra.clone());
+            }
+            (o.event_type(), payload)
+        })
+        .collect()
 }
 
 async fn create_objects<R: ClusterRuntime>(
@@ -153,22 +160,21 @@ async fn create_objects<R: ClusterRuntime>(
                 memory_limit: "1Gi".into(),
             },
         };
-        let ensured = deps.cluster.ensure_namespace(&spec).await?;
-        effects.push((
-            ensured_event(ensured, "k8s.namespace.created", "k8s.namespace.reused"),
-            json!({ "namespace": namespace, "expires_at": spec.expires_at.to_rfc3339() }),
+        let objects = deps.cluster.ensure_namespace(&spec).await?;
+        effects.extend(effects_of(
+            objects,
+            &json!({ "expires_at": spec.expires_at.to_rfc3339() }),
         ));
     }
     let spec = workload_spec(deps, run, identity, namespace, full_env);
-    let ensured = deps.cluster.ensure_workload(&spec).await?;
-    let name = spec.name();
-    effects.push((
-        ensured_event(ensured, "k8s.secret.created", "k8s.secret.adopted"),
-        json!({ "namespace": namespace, "secret": name, "keys": spec.secret_data.keys().collect::<Vec<_>>() }),
-    ));
-    effects.push((
-        ensured_event(ensured, "k8s.job.created", "k8s.job.adopted"),
-        json!({ "namespace": namespace, "job": name, "image": spec.image, "attempt": identity.attempt }),
+    let objects = deps.cluster.ensure_workload(&spec).await?;
+    effects.extend(effects_of(
+        objects,
+        &json!({
+            "attempt": identity.attempt,
+            "image": spec.image,
+            "secret_keys": spec.secret_data.keys().collect::<Vec<_>>(),
+        }),
     ));
     Ok(effects)
 }
