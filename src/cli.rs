@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `migrate`, `config`.
+//! Command-line interface: `serve`, `migrate`, `config`, `keys rotate`.
 
 use std::time::Duration;
 
@@ -23,6 +23,16 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Print the effective configuration, one VARIABLE=value per line, secrets masked.
     Config,
+    /// Manage the keys that seal stored tokens (CODEXK8S_TOKEN_KEYS).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every stored token with the active (first) key of CODEXK8S_TOKEN_KEYS. Run it after
+    /// putting a new key first; remove the old key only once this reports nothing failed.
+    Rotate,
 }
 
 /// A role a process plays. Roles never call each other: they share PostgreSQL.

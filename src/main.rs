@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use codex_k8s::cli::{Cli, Command};
+use codex_k8s::cli::{Cli, Command, KeysCommand};
 use codex_k8s::config::{Config, ProcessEnv};
 use codex_k8s::retry::{Backoff, Retrier};
 use codex_k8s::{serve, store, telemetry};
@@ -29,6 +29,13 @@ fn main() -> ExitCode {
         && let Err(errors) = config.check_for_gateway()
     {
         eprint!("codex-k8s: {errors}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if matches!(cli.command, Command::Keys(_)) && config.token_keys.is_none() {
+        eprintln!(
+            "codex-k8s: CODEXK8S_TOKEN_KEYS is not set: export the keys, the new one first, e.g. \
+             CODEXK8S_TOKEN_KEYS=k2:<base64 of 32 bytes>,k1:<old key>"
+        );
         return ExitCode::from(EXIT_CONFIG);
     }
     if let Command::Config = cli.command {
@@ -56,6 +63,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => run_serve(&config, &args.roles).await,
             Command::Migrate(args) => run_migrate(&config, args.wait).await,
             Command::Config => unreachable!("handled before the runtime starts"),
+            Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +82,32 @@ async fn run_serve(config: &Config, roles: &[codex_k8s::cli::Role]) -> anyhow::R
     serve::cancel_on_signals(shutdown.clone());
     let running = serve::start(config, roles, shutdown).await?;
     running.wait().await;
+    Ok(())
+}
+
+async fn rotate_keys(config: &Config) -> anyhow::Result<()> {
+    let keys = config
+        .token_keys
+        .as_ref()
+        .expect("checked before the runtime starts");
+    let pool = store::connect(&serve::pool_settings(config))
+        .await
+        .map_err(|e| anyhow::anyhow!("CODEXK8S_DATABASE_URL: {e}"))?;
+    let report = codex_k8s::tokens::rotate(&pool, keys).await?;
+    println!(
+        "resealed {} token(s) with key {:?}; {} could not be opened",
+        report.resealed,
+        keys.active_id(),
+        report.failed.len()
+    );
+    for (repository, kind, error) in &report.failed {
+        eprintln!("codex-k8s: repository {repository}, {kind:?} token: {error}");
+    }
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} token(s) were left sealed with keys that do not open them; keep those keys until they are fixed",
+        report.failed.len()
+    );
     Ok(())
 }
 

@@ -158,6 +158,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The cluster the worker role uses; unset: `~/.kube/config` or the in-cluster account.
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// Keys that seal stored tokens; the first seals, all open.
+    pub token_keys: Option<crate::sealing::KeyRing>,
 }
 
 /// One variable that is missing or malformed.
@@ -274,6 +276,7 @@ impl Config {
             cleanup_interval: r.duration("CODEXK8S_CLEANUP_INTERVAL", Duration::from_secs(300)),
         };
         let kubeconfig: Option<std::path::PathBuf> = r.optional("KUBECONFIG");
+        let token_keys = r.optional_secret("CODEXK8S_TOKEN_KEYS");
         for (var, value) in [
             ("CODEXK8S_RUNS_NAMESPACE", &runtime.runs_namespace),
             ("CODEXK8S_NAMESPACE_PREFIX", &runtime.namespace_prefix),
@@ -303,6 +306,7 @@ impl Config {
             agents,
             runtime,
             kubeconfig,
+            token_keys,
         })
     }
 
@@ -354,6 +358,13 @@ impl Config {
             (
                 "CODEXK8S_LEARNING_MODE_DEFAULT",
                 self.agents.learning_mode.to_string(),
+            ),
+            (
+                "CODEXK8S_TOKEN_KEYS",
+                self.token_keys.as_ref().map_or_else(
+                    || "(unset)".into(),
+                    |k| format!("(active key {:?}, keys masked)", k.active_id()),
+                ),
             ),
             (
                 "KUBECONFIG",

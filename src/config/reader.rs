@@ -64,6 +64,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An optional value that holds a secret: a parse error never echoes it.
+    pub fn optional_secret<T: FromStr>(&mut self, var: &'static str) -> Option<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.raw(var)?;
+        match raw.parse() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(var, format!("is invalid: {e}"));
+                None
+            }
+        }
+    }
+
     pub fn optional<T: FromStr>(&mut self, var: &'static str) -> Option<T>
     where
         T::Err: std::fmt::Display,
