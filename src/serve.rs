@@ -218,19 +218,19 @@ pub async fn start(
             leadership.clone(),
             config.runtime.resync_interval,
             shutdown.clone(),
-            move |_guard| {
+            move |guard| {
                 let deps = deps.clone();
-                async move { worker::resync(&deps).await }
+                async move { worker::resync(&deps, &guard).await }
             },
         ));
         tasks.spawn(leader::run_singleton(
             leadership.clone(),
             config.runtime.cleanup_interval,
             shutdown.clone(),
-            move |_guard| {
+            move |guard| {
                 let deps = runtime.clone();
                 async move {
-                    let deleted = worker::cleanup(&deps).await?;
+                    let deleted = worker::cleanup(&deps, &guard).await?;
                     if deleted > 0 {
                         tracing::info!(deleted, "deleted expired run namespaces");
                     }

@@ -313,7 +313,11 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
     // The Job, field by field.
     let spec = &job["spec"];
     assert_eq!(spec["backoffLimit"], 0);
-    assert_eq!(spec["activeDeadlineSeconds"], 4 * 3600);
+    assert_eq!(
+        spec["activeDeadlineSeconds"],
+        4 * 3600 + 120,
+        "the worker's deadline comes first"
+    );
     assert_eq!(spec["ttlSecondsAfterFinished"], 3600);
     let pod_spec = &spec["template"]["spec"];
     assert_eq!(pod_spec["restartPolicy"], "Never");
@@ -501,7 +505,7 @@ async fn a_run_past_its_deadline_is_stopped_even_if_the_cluster_does_not() {
     let c = Cluster::start(&[("CODEXK8S_RUN_DEADLINE", "2s")]).await;
     let delivery = c.label_issue(21, "run:intake").await;
     let (run, job, pod) = c.launched(&delivery).await;
-    assert_eq!(job["spec"]["activeDeadlineSeconds"], 2);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 2 + 120);
     c.set_pod(&run, &pod, fake_k8s::pod_running()).await;
     c.run_in(&delivery, "running").await;
     let failed = c.run_in(&delivery, "failed").await;
@@ -709,6 +713,27 @@ async fn closing_the_issue_cancels_the_run_and_deletes_its_job() {
     c.run_in(&delivery, "canceled").await;
     c.job_gone(&run).await;
     assert!(c.has_event(run.id, "k8s.job.deleted").await);
+
+    // A launch that was still creating the workload when the cancel came leaves a stray Job and
+    // pod behind: the watch notices the pod of an ended run and removes its Job.
+    let name = run.job_name.clone().unwrap();
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "codex-k8s",
+        "codex-k8s.io/project": "hello",
+        "codex-k8s.io/run": run.id.to_string(),
+        "codex-k8s.io/attempt": "1",
+    });
+    c.fake.insert(
+        "jobs",
+        json!({ "metadata": { "name": name, "namespace": "codex-k8s-runs", "labels": labels },
+        "spec": { "template": { "spec": { "containers": [] } } } }),
+    );
+    let mut pod_labels = labels.clone();
+    pod_labels["batch.kubernetes.io/job-name"] = json!(name);
+    c.fake.insert("pods", json!({ "metadata": { "name": format!("{name}-stray"), "namespace": "codex-k8s-runs", "labels": pod_labels },
+        "spec": { "containers": [] }, "status": { "phase": "Pending" } }));
+    c.job_gone(&run).await;
+    assert_eq!(c.run(&delivery).await.unwrap().status, "canceled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -878,4 +903,36 @@ async fn a_later_run_of_the_issue_reuses_its_namespace_and_extends_its_expiry() 
     assert!(c.has_event(next.id, "k8s.role.adopted").await);
     assert!(!c.has_event(next.id, "k8s.namespace.created").await);
     assert!(expiry(&c) > first_expiry, "the expiry moved later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_pod_is_relaunched_not_failed() {
+    let c = Cluster::start(&[]).await;
+    let delivery = c.label_issue(31, "run:intake").await;
+    let (first, _, pod) = c.launched(&delivery).await;
+    c.set_pod(&first, &pod, fake_k8s::pod_running()).await;
+    c.run_in(&delivery, "running").await;
+    // What the kubelet reports for a pod evicted by the taint manager before it is deleted.
+    let mut evicted = fake_k8s::pod_failed_exit(137);
+    evicted["conditions"].as_array_mut().unwrap().push(
+        json!({ "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+            "lastTransitionTime": chrono::Utc::now().to_rfc3339() }),
+    );
+    c.set_pod(&first, &pod, evicted).await;
+    let (second, _, _) = eventually(WAIT, "attempt 2 to be launched", || async {
+        let launched = c.launched(&delivery).await;
+        (launched.0.attempt == 2).then_some(launched)
+    })
+    .await;
+    assert_eq!(second.status, "starting");
+    let events = c.events_of(first.id).await;
+    let (_, relaunch) = events
+        .iter()
+        .find(|(t, _)| t == "run.relaunched")
+        .expect("relaunched");
+    assert!(
+        relaunch["reason"].as_str().unwrap().contains("disrupted"),
+        "{relaunch}"
+    );
+    assert!(!c.has_event(first.id, "run.failed").await);
 }

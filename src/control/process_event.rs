@@ -413,9 +413,7 @@ impl Carry<'_> {
             .await?;
             return Ok(("ignored", Some("run_already_active".to_owned())));
         };
-        let job = NewJob::new(json!({ "run_id": run_id }))
-            .unique_key(run_id.to_string())
-            .correlation_id(Uuid::parse_str(self.correlation).unwrap_or(run_id));
+        let job = crate::worker::launch_job(run_id, 1, self.correlation);
         queue::enqueue(&mut *self.tx, &LAUNCH_RUN, job).await?;
         self.audit(
             Some(run_id),

@@ -182,6 +182,8 @@ impl RuntimeError {
 pub struct ManagedNamespace {
     pub name: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Its version when listed: a delete made with it fails if a launch changed it meanwhile.
+    pub resource_version: Option<String>,
 }
 
 /// Phase of a run's pod, as the kubelet reports it.
@@ -201,7 +203,12 @@ pub struct PodObservation {
     pub attempt: i32,
     pub namespace: String,
     pub pod: String,
+    /// The Job the pod belongs to (`batch.kubernetes.io/job-name`).
+    pub job_name: Option<String>,
     pub phase: PodPhase,
+    /// Being evicted, preempted or deleted with its node (`DisruptionTarget`, or a deletion in
+    /// progress before the pod finished): lost, not failed.
+    pub disrupted: bool,
     pub created_at: Option<DateTime<Utc>>,
     /// Set while the scheduler reports the pod unschedulable: since when.
     pub unschedulable_since: Option<DateTime<Utc>>,
@@ -263,10 +270,12 @@ pub trait ClusterRuntime: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<ManagedNamespace>, RuntimeError>> + Send;
 
-    /// Deletes a namespace, only if it carries the managed-by label; `false` if it did not exist.
+    /// Deletes a namespace, only if it carries the managed-by label and, when given, is still at
+    /// `resource_version`; `false` if it did not exist or had changed.
     fn delete_namespace(
         &self,
         name: &str,
+        resource_version: Option<&str>,
     ) -> impl Future<Output = Result<bool, RuntimeError>> + Send;
 
     /// Follows every managed pod. The stream restarts its watch on errors by itself and never ends

@@ -77,6 +77,12 @@ impl KubeRuntime {
 /// Maps a client error: conflicts and refusals are permanent, everything else may pass.
 fn classify(what: &str, err: kube::Error) -> RuntimeError {
     match err {
+        // Creating in a namespace that is being deleted: transient, the retry recreates it.
+        kube::Error::Api(status)
+            if status.code == 403 && status.message.contains("being terminated") =>
+        {
+            RuntimeError::Unavailable(format!("{what}: {}", status.message))
+        }
         kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
             RuntimeError::Unavailable(format!("{what}: {} ({})", status.message, status.code))
         }
@@ -352,6 +358,7 @@ impl ClusterRuntime for KubeRuntime {
             .items
             .into_iter()
             .map(|n| ManagedNamespace {
+                resource_version: n.resource_version(),
                 expires_at: n
                     .annotations()
                     .get(EXPIRES_AT_ANNOTATION)
@@ -362,17 +369,16 @@ impl ClusterRuntime for KubeRuntime {
             .collect())
     }
 
-    async fn delete_namespace(&self, name: &str) -> Result<bool, RuntimeError> {
+    async fn delete_namespace(
+        &self,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<bool, RuntimeError> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let existing = match tokio::time::timeout(CALL_TIMEOUT, namespaces.get_opt(name)).await {
-            Err(_) => {
-                return Err(RuntimeError::Unavailable(format!(
-                    "get namespace {name}: no answer in time"
-                )));
-            }
-            Ok(Err(e)) => return Err(classify(&format!("get namespace {name}"), e)),
-            Ok(Ok(None)) => return Ok(false),
-            Ok(Ok(Some(ns))) => ns,
+        let Some(existing) =
+            timed(&format!("get namespace {name}"), namespaces.get_opt(name)).await?
+        else {
+            return Ok(false);
         };
         if !is_managed(existing.labels()) {
             return Err(RuntimeError::OwnedByOther {
@@ -382,18 +388,22 @@ impl ClusterRuntime for KubeRuntime {
                 owner: describe_owner(existing.labels()),
             });
         }
-        match tokio::time::timeout(
-            CALL_TIMEOUT,
-            namespaces.delete(name, &DeleteParams::default()),
-        )
-        .await
-        {
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: existing.uid(),
+                resource_version: resource_version.map(str::to_owned),
+            }),
+            ..DeleteParams::default()
+        };
+        let what = format!("delete namespace {name}");
+        match tokio::time::timeout(CALL_TIMEOUT, namespaces.delete(name, &params)).await {
             Err(_) => Err(RuntimeError::Unavailable(format!(
-                "delete namespace {name}: no answer in time"
+                "{what}: no answer in time"
             ))),
             Ok(Ok(_)) => Ok(true),
-            Ok(Err(e)) if is_status(&e, 404) => Ok(false),
-            Ok(Err(e)) => Err(classify(&format!("delete namespace {name}"), e)),
+            // Gone already, or changed since it was listed (a launch extended it): keep it.
+            Ok(Err(e)) if is_status(&e, 404) || is_status(&e, 409) => Ok(false),
+            Ok(Err(e)) => Err(classify(&what, e)),
         }
     }
 

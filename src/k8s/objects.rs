@@ -258,6 +258,8 @@ pub fn job(spec: &WorkloadSpec) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: spec.service_account.clone(),
+                    // Code-only runs get no Kubernetes credentials at all.
+                    automount_service_account_token: Some(spec.service_account.is_some()),
                     containers: vec![Container {
                         name: "agent".into(),
                         image: Some(spec.image.clone()),

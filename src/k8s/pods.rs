@@ -14,14 +14,13 @@ use crate::domain::runtime::{
     ATTEMPT_LABEL, ContainerExit, PodEvent, PodObservation, PodPhase, RUN_LABEL,
 };
 
-/// Container waiting reasons that will not fix themselves.
-const STUCK: [&str; 6] = [
+/// Container waiting reasons that will not fix themselves. `ErrImagePull` is left out: one
+/// transient registry error becomes `ImagePullBackOff` only if pulling keeps failing.
+const STUCK: [&str; 4] = [
     "ImagePullBackOff",
-    "ErrImagePull",
     "InvalidImageName",
     "CreateContainerConfigError",
     "CreateContainerError",
-    "CrashLoopBackOff",
 ];
 
 /// Follows the pods matching `selector` in every namespace. On errors the watch restarts with
@@ -104,12 +103,25 @@ pub fn observe(pod: &Pod) -> Option<PodObservation> {
             reason: t.reason.clone(),
         })
     });
+    let disrupted = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        || (pod.metadata.deletion_timestamp.is_some()
+            && matches!(phase, PodPhase::Pending | PodPhase::Running));
+    let job_name = labels
+        .get("batch.kubernetes.io/job-name")
+        .or_else(|| labels.get("job-name"))
+        .cloned();
     Some(PodObservation {
         run_id,
         attempt,
         namespace: pod.namespace().unwrap_or_default(),
         pod: pod.name_any(),
+        job_name,
         phase,
+        disrupted,
         created_at: pod.metadata.creation_timestamp.as_ref().and_then(to_utc),
         unschedulable_since,
         stuck_reason,

@@ -26,6 +26,9 @@ struct Payload {
     run_id: Uuid,
 }
 
+/// How much later than the run deadline the Job's own `activeDeadlineSeconds` falls.
+const CLUSTER_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Keys of the per-run Secret and the variables that read them.
 const SECRET_ENV: [(&str, &str); 3] = [
     ("CODEXK8S_RUN_TOKEN", "run-token"),
@@ -97,10 +100,19 @@ pub async fn handle<R: ClusterRuntime>(
         Ok(effects) => {
             let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
             ctx.lock_lease(&mut tx).await?;
+            // Canceled or relaunched while the objects were being made: they are nobody's now.
+            // (Its pod may already run: any active status of the same attempt still wants them.)
+            let still_wanted = match store::lock_run(&mut tx, run_id).await? {
+                Some(now) => now.attempt == run.attempt && status_of(&now)?.is_active(),
+                None => false,
+            };
             for (event, payload) in effects {
                 audit(&mut tx, &run, &event, payload).await?;
             }
             tx.commit().await.map_err(map_sqlx_error)?;
+            if !still_wanted {
+                runs::delete_workload(&deps, &run).await?;
+            }
             Ok(())
         }
         Err(e) if e.is_transient() => Err(JobError::retryable(e.to_string())),
@@ -231,7 +243,9 @@ fn workload_spec<R>(
             .collect(),
         secret_data,
         resources: Resources::default(),
-        active_deadline: deps.config.run_deadline,
+        // The cluster's deadline comes later than the worker's own, so the worker stops an overdue
+        // run itself and records why, instead of the Job controller silently removing its pod.
+        active_deadline: deps.config.run_deadline + CLUSTER_DEADLINE_MARGIN,
         ttl_after_finished: deps.config.job_ttl,
     }
 }

@@ -28,6 +28,14 @@ pub const CANCEL_RUN: JobKind = JobKind::new("cancel_run").timeout(Duration::fro
 /// Posts a comment (and optionally labels) on an issue or pull request.
 pub const GITHUB_COMMENT: JobKind = JobKind::new("github_comment").timeout(Duration::from_secs(60));
 
+/// The `launch_run` job of a run's current attempt; at most one unfinished per attempt, so a
+/// relaunch is never swallowed by the previous attempt's launch job.
+pub fn launch_job(run_id: uuid::Uuid, attempt: i32, correlation: &str) -> crate::queue::NewJob {
+    crate::queue::NewJob::new(serde_json::json!({ "run_id": run_id }))
+        .unique_key(format!("{run_id}:{attempt}"))
+        .correlation_id(uuid::Uuid::parse_str(correlation).unwrap_or(run_id))
+}
+
 /// What the runtime handlers need.
 pub struct RuntimeDeps<R> {
     pub pool: PgPool,

@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::RuntimeDeps;
-use super::runs;
-use super::store;
+use super::runs::{self, PodOwner};
 use crate::domain::errors::RepositoryError;
 use crate::domain::runs::RunStatus;
 use crate::domain::runtime::{
@@ -51,6 +50,16 @@ pub async fn follow<R: ClusterRuntime>(deps: Arc<RuntimeDeps<R>>, shutdown: Canc
         tokio::select! {
             event = events.next() => match event {
                 Some(PodEvent::Resynced(pods)) => {
+                    // Live pods that vanished while the watch was down get their Gone now.
+                    let listed: std::collections::HashSet<Key> = pods.iter().map(key).collect();
+                    let vanished: Vec<PodObservation> = waiting
+                        .iter()
+                        .filter(|(k, _)| !listed.contains(k))
+                        .map(|(_, p)| p.clone())
+                        .collect();
+                    for pod in vanished {
+                        apply(&deps, &limits, &mut waiting, &mut unapplied, PodEvent::Gone(pod)).await;
+                    }
                     for pod in pods {
                         apply(&deps, &limits, &mut waiting, &mut unapplied, PodEvent::Seen(pod)).await;
                     }
@@ -105,7 +114,31 @@ async fn seen<R: ClusterRuntime>(
     waiting: &mut HashMap<Key, PodObservation>,
     pod: &PodObservation,
 ) -> Result<(), RepositoryError> {
+    let live = matches!(pod.phase, PodPhase::Pending | PodPhase::Running);
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    let mut run = match runs::owner_of(&mut tx, pod).await? {
+        PodOwner::Current(run) => run,
+        PodOwner::Stray(run) => {
+            drop(tx);
+            waiting.remove(&key(pod));
+            if live {
+                runs::delete_stray(deps, &run, pod).await?;
+            }
+            return Ok(());
+        }
+        PodOwner::Unknown => return Ok(()),
+    };
+    if pod.disrupted {
+        drop(tx);
+        waiting.remove(&key(pod));
+        let what = format!(
+            "the pod {} was disrupted (evicted, preempted or its node is gone)",
+            pod.pod
+        );
+        return runs::workload_lost(deps, pod.run_id, pod.attempt, &what).await;
+    }
     if let Some(failure) = failure_of(pod, Utc::now(), limits) {
+        drop(tx);
         waiting.remove(&key(pod));
         runs::end_run(
             deps,
@@ -124,15 +157,12 @@ async fn seen<R: ClusterRuntime>(
         }
         PodPhase::Running => {
             waiting.insert(key(pod), pod.clone());
-            let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
-            if let Some(mut run) = store::lock_run(&mut tx, pod.run_id).await?
-                && run.attempt == pod.attempt
-                && runs::mark_running(&mut tx, &mut run).await?
-            {
+            if runs::mark_running(&mut tx, &mut run).await? {
                 tx.commit().await.map_err(map_sqlx_error)?;
             }
         }
         PodPhase::Succeeded => {
+            drop(tx);
             waiting.remove(&key(pod));
             runs::end_run(
                 deps,
@@ -160,6 +190,11 @@ async fn gone<R: ClusterRuntime>(
         // A finished pod removed with its Job: its outcome was recorded when it finished.
         return Ok(());
     }
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    if !matches!(runs::owner_of(&mut tx, pod).await?, PodOwner::Current(_)) {
+        return Ok(());
+    }
+    drop(tx);
     let mut running = pod.clone();
     running.phase = PodPhase::Running;
     if let Some(over) = failure_of(&running, Utc::now(), limits) {

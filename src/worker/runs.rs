@@ -10,8 +10,8 @@ use super::RuntimeDeps;
 use super::store::{self, RuntimeRun};
 use crate::domain::errors::RepositoryError;
 use crate::domain::runs::RunStatus;
-use crate::domain::runtime::{ClusterRuntime, RunIdentity};
-use crate::queue::{self, NewJob};
+use crate::domain::runtime::{ClusterRuntime, PodObservation, RunIdentity};
+use crate::queue;
 use crate::store::audit::{self, Actor, FlowEvent};
 use crate::store::map_sqlx_error;
 
@@ -69,10 +69,8 @@ pub async fn promote_waiting(
     project_id: Uuid,
     slots: i64,
 ) -> Result<(), RepositoryError> {
-    for (run_id, correlation) in store::waiting_for_slot(tx, project_id, slots).await? {
-        let job = NewJob::new(json!({ "run_id": run_id }))
-            .unique_key(run_id.to_string())
-            .correlation_id(Uuid::parse_str(&correlation).unwrap_or(run_id));
+    for (run_id, attempt, correlation) in store::waiting_for_slot(tx, project_id, slots).await? {
+        let job = super::launch_job(run_id, attempt, &correlation);
         queue::enqueue(&mut *tx, &super::LAUNCH_RUN, job).await?;
     }
     Ok(())
@@ -96,8 +94,10 @@ pub async fn end_run<R: ClusterRuntime>(
     if attempt.is_some_and(|a| a != run.attempt) {
         return Ok(false);
     }
-    if status == RunStatus::Succeeded && status_of(&run)? == RunStatus::Starting {
-        // A pod can finish before its Running phase was seen.
+    if status == RunStatus::Succeeded
+        && matches!(status_of(&run)?, RunStatus::Starting | RunStatus::Waiting)
+    {
+        // A pod can finish before its Running phase was seen, or while the run waited for input.
         transition(&mut tx, &mut run, RunStatus::Running, None).await?;
     }
     if !transition(&mut tx, &mut run, status, reason).await? {
@@ -192,18 +192,65 @@ pub async fn workload_lost<R: ClusterRuntime>(
         json!({ "lost_attempt": attempt, "attempt": next.attempt, "reason": what, "relaunch": relaunches + 1 }),
     )
     .await?;
-    let job = NewJob::new(json!({ "run_id": run_id }))
-        .unique_key(run_id.to_string())
-        .correlation_id(Uuid::parse_str(&run.correlation_id).unwrap_or(run_id));
+    let job = super::launch_job(run_id, next.attempt, &run.correlation_id);
     queue::enqueue(&mut *tx, &super::LAUNCH_RUN, job).await?;
     tx.commit().await.map_err(map_sqlx_error)?;
     delete_workload(deps, &lost).await
 }
 
-/// The pod of the current attempt runs: `starting → running`.
+/// The pod of the current attempt runs: `starting → running` (never `waiting → running`: a run
+/// waits for a person, not for its pod).
 pub async fn mark_running(
     tx: &mut PgConnection,
     run: &mut RuntimeRun,
 ) -> Result<bool, RepositoryError> {
+    if status_of(run)? != RunStatus::Starting {
+        return Ok(false);
+    }
     transition(tx, run, RunStatus::Running, None).await
+}
+
+/// Whose a pod is, by the database rather than by its labels alone (an agent can label a pod).
+pub enum PodOwner {
+    /// The workload of the run's current attempt, in the run's namespace, while the run is active.
+    Current(RuntimeRun),
+    /// A pod of an earlier attempt or of a run that has ended, in the run's namespace.
+    Stray(RuntimeRun),
+    /// No such run, or a pod outside the run's namespace.
+    Unknown,
+}
+
+/// Locks the pod's run and says whose the pod is.
+pub async fn owner_of(
+    tx: &mut PgConnection,
+    pod: &PodObservation,
+) -> Result<PodOwner, RepositoryError> {
+    let Some(run) = store::lock_run(tx, pod.run_id).await? else {
+        return Ok(PodOwner::Unknown);
+    };
+    if run.namespace.as_deref() != Some(pod.namespace.as_str()) {
+        return Ok(PodOwner::Unknown);
+    }
+    let current = run.attempt == pod.attempt && run.job_name == pod.job_name;
+    Ok(if current && status_of(&run)?.is_active() {
+        PodOwner::Current(run)
+    } else {
+        PodOwner::Stray(run)
+    })
+}
+
+/// Deletes the workload a stray pod belongs to (a launch that finished after its run was canceled,
+/// an attempt replaced by a relaunch), if it carries that attempt's labels.
+pub async fn delete_stray<R: ClusterRuntime>(
+    deps: &RuntimeDeps<R>,
+    run: &RuntimeRun,
+    pod: &PodObservation,
+) -> Result<(), RepositoryError> {
+    let Some(job) = &pod.job_name else {
+        return Ok(());
+    };
+    let mut stray = run.clone();
+    stray.attempt = pod.attempt;
+    stray.job_name = Some(job.clone());
+    delete_workload(deps, &stray).await
 }

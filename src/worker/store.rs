@@ -89,12 +89,12 @@ pub async fn mark_waiting_for_slot(tx: &mut PgConnection, id: Uuid) -> Result<()
     Ok(())
 }
 
-/// (run id, correlation id) of the oldest runs of a project waiting for a slot.
+/// (run id, attempt, correlation id) of the oldest runs of a project waiting for a slot.
 pub async fn waiting_for_slot(
     tx: &mut PgConnection,
     project_id: Uuid,
     limit: i64,
-) -> Result<Vec<(Uuid, String)>, RepositoryError> {
+) -> Result<Vec<(Uuid, i32, String)>, RepositoryError> {
     sqlx::query_as(sql!("agent_runs/waiting_for_slot"))
         .bind(project_id)
         .bind(limit)
@@ -156,9 +156,19 @@ pub async fn runs_with_workload(
 pub async fn runs_without_launch_job(
     conn: &mut PgConnection,
     launch_kind: &str,
-) -> Result<Vec<(Uuid, String)>, RepositoryError> {
+) -> Result<Vec<(Uuid, i32, String)>, RepositoryError> {
     sqlx::query_as(sql!("agent_runs/without_launch_job"))
         .bind(launch_kind)
+        .fetch_all(conn)
+        .await
+        .map_err(map_sqlx_error)
+}
+
+/// Projects with runs waiting for a slot.
+pub async fn projects_with_waiting_runs(
+    conn: &mut PgConnection,
+) -> Result<Vec<Uuid>, RepositoryError> {
+    sqlx::query_scalar(sql!("agent_runs/projects_with_waiting_runs"))
         .fetch_all(conn)
         .await
         .map_err(map_sqlx_error)

@@ -7,26 +7,42 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::{LAUNCH_RUN, RuntimeDeps, runs, store};
 use crate::domain::errors::RepositoryError;
 use crate::domain::runtime::ClusterRuntime;
-use crate::queue::{self, NewJob};
+use crate::leader::LeaderGuard;
+use crate::queue;
 use crate::store::audit::{self, Actor, FlowEvent};
 use crate::store::map_sqlx_error;
+use sqlx::Connection;
 
 /// A run still `starting` this long after taking its slot, without a Job, lost its launch.
 const STARTING_GRACE: Duration = Duration::from_secs(300);
 
-pub async fn resync<R: ClusterRuntime>(deps: &RuntimeDeps<R>) -> Result<(), RepositoryError> {
+pub async fn resync<R: ClusterRuntime>(
+    deps: &RuntimeDeps<R>,
+    guard: &LeaderGuard,
+) -> Result<(), RepositoryError> {
     let mut conn = deps.pool.acquire().await.map_err(map_sqlx_error)?;
-    for (run_id, correlation) in store::runs_without_launch_job(&mut conn, LAUNCH_RUN.name).await? {
-        let job = NewJob::new(json!({ "run_id": run_id }))
-            .unique_key(run_id.to_string())
-            .correlation_id(Uuid::parse_str(&correlation).unwrap_or(run_id));
-        queue::enqueue(&mut *conn, &LAUNCH_RUN, job).await?;
+    let mut tx = conn.begin().await.map_err(map_sqlx_error)?;
+    guard.confirm(&mut tx).await?;
+    for (run_id, attempt, correlation) in
+        store::runs_without_launch_job(&mut tx, LAUNCH_RUN.name).await?
+    {
+        queue::enqueue(
+            &mut *tx,
+            &LAUNCH_RUN,
+            super::launch_job(run_id, attempt, &correlation),
+        )
+        .await?;
     }
+    // One launch per project with waiting runs: it takes a slot if one is free (a slot freed by a
+    // run whose end was not observed, for instance).
+    for project in store::projects_with_waiting_runs(&mut tx).await? {
+        runs::promote_waiting(&mut tx, project, 1).await?;
+    }
+    tx.commit().await.map_err(map_sqlx_error)?;
     let expected = store::runs_with_workload(&mut conn).await?;
     drop(conn);
     if expected.is_empty() {
@@ -59,18 +75,26 @@ pub async fn resync<R: ClusterRuntime>(deps: &RuntimeDeps<R>) -> Result<(), Repo
     Ok(())
 }
 
-pub async fn cleanup<R: ClusterRuntime>(deps: &RuntimeDeps<R>) -> Result<usize, RepositoryError> {
+pub async fn cleanup<R: ClusterRuntime>(
+    deps: &RuntimeDeps<R>,
+    guard: &LeaderGuard,
+) -> Result<usize, RepositoryError> {
     let mut conn = deps.pool.acquire().await.map_err(map_sqlx_error)?;
-    let in_use: HashSet<String> = store::namespaces_in_use(&mut conn)
-        .await?
-        .into_iter()
-        .collect();
-    drop(conn);
+    let mut tx = conn.begin().await.map_err(map_sqlx_error)?;
+    guard.confirm(&mut tx).await?;
+    tx.commit().await.map_err(map_sqlx_error)?;
     let namespaces = deps
         .cluster
         .managed_namespaces()
         .await
         .map_err(|e| RepositoryError::Unavailable(e.to_string()))?;
+    // Read after the list: a run that took a namespace before the list is seen here, and a launch
+    // after it changes the namespace's version, which makes the guarded delete below refuse.
+    let in_use: HashSet<String> = store::namespaces_in_use(&mut conn)
+        .await?
+        .into_iter()
+        .collect();
+    drop(conn);
     let now = Utc::now();
     let mut deleted = 0;
     for ns in namespaces {
@@ -79,7 +103,11 @@ pub async fn cleanup<R: ClusterRuntime>(deps: &RuntimeDeps<R>) -> Result<usize, 
         if !expired || in_use.contains(&ns.name) {
             continue;
         }
-        match deps.cluster.delete_namespace(&ns.name).await {
+        match deps
+            .cluster
+            .delete_namespace(&ns.name, ns.resource_version.as_deref())
+            .await
+        {
             Ok(true) => {
                 deleted += 1;
                 let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
