@@ -936,3 +936,36 @@ async fn an_evicted_pod_is_relaunched_not_failed() {
     );
     assert!(!c.has_event(first.id, "run.failed").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_never_gets_a_pod_fails_its_run() {
+    // The Job exists (a quota or an admission policy keeps its pod from being created): no pod
+    // event ever comes, so only the resync can tell.
+    let c = Cluster::start_roles(
+        json!({}),
+        &[("CODEXK8S_RUN_PENDING_TIMEOUT", "1s")],
+        &[Role::Gateway, Role::Control],
+    )
+    .await;
+    let delivery = c.label_issue(41, "run:intake").await;
+    let run = c.run_in(&delivery, "pending").await;
+    let name = format!("codex-run-{}-a1", run.id.simple());
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "codex-k8s",
+        "codex-k8s.io/project": "hello",
+        "codex-k8s.io/run": run.id.to_string(),
+        "codex-k8s.io/attempt": "1",
+    });
+    c.fake.insert("jobs", json!({ "metadata": { "name": name, "namespace": "codex-k8s-runs", "labels": labels },
+        "spec": { "template": { "metadata": { "labels": labels }, "spec": { "containers": [] } } } }));
+    let _worker = c.start_worker().await;
+    let failed = c.run_in(&delivery, "failed").await;
+    let why = failed.failure_reason.clone().unwrap();
+    assert!(
+        why.contains(&format!(
+            "no pod of Job codex-k8s-runs/{name} appeared within 2s"
+        )),
+        "{why}"
+    );
+    c.job_gone(&failed).await;
+}

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{LAUNCH_RUN, RuntimeDeps, runs, store};
 use crate::domain::errors::RepositoryError;
+use crate::domain::runs::RunStatus;
 use crate::domain::runtime::ClusterRuntime;
 use crate::leader::LeaderGuard;
 use crate::queue;
@@ -56,18 +57,37 @@ pub async fn resync<R: ClusterRuntime>(
         .into_iter()
         .collect();
     let grace = chrono::Duration::from_std(STARTING_GRACE).unwrap_or(chrono::Duration::MAX);
+    // A pending pod fails after the pending timeout; a Job without any pod gets twice that.
+    let no_pod_for = deps.config.pending_timeout * 2;
+    let no_pod_after = chrono::Duration::from_std(no_pod_for).unwrap_or(chrono::Duration::MAX);
     for run in expected {
         let (Some(namespace), Some(job)) = (run.namespace, run.job_name) else {
             continue;
         };
-        let settled =
-            run.status == "running" || run.started_at.is_some_and(|t| Utc::now() - t > grace);
-        if settled && !existing.contains(&(namespace.clone(), job.clone())) {
+        let age = run.started_at.map(|t| Utc::now() - t);
+        let settled = run.status == "running" || age.is_some_and(|a| a > grace);
+        let exists = existing.contains(&(namespace.clone(), job.clone()));
+        if settled && !exists {
             runs::workload_lost(
                 deps,
                 run.id,
                 run.attempt,
                 &format!("its Job {namespace}/{job} no longer exists"),
+            )
+            .await?;
+        } else if run.status == "starting" && exists && age.is_some_and(|a| a > no_pod_after) {
+            // A pending pod would have failed by now; this Job never got one.
+            let reason = format!(
+                "no pod of Job {namespace}/{job} appeared within {}: check the namespace's ResourceQuota and admission policies",
+                humantime::format_duration(no_pod_for)
+            );
+            runs::end_run(
+                deps,
+                run.id,
+                Some(run.attempt),
+                RunStatus::Failed,
+                Some(&reason),
+                true,
             )
             .await?;
         }
