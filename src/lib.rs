@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod k8s;
 pub mod leader;
 pub mod observability;
+pub mod providers;
 pub mod queue;
 pub mod retry;
 pub mod sealing;

@@ -20,11 +20,12 @@ use crate::k8s::KubeRuntime;
 use crate::leader::{self, ElectionConfig};
 use crate::observability::http::{OpsState, router, with_request_spans};
 use crate::observability::metrics::{LeaseLabels, Metrics};
+use crate::providers::github::GithubConnector;
 use crate::queue::JobKind;
 use crate::queue::maintenance::{self, Retention};
 use crate::queue::{Registry, Wakeups, Worker, WorkerConfig, listen_for_wakeups};
 use crate::store::{self, PoolSettings};
-use crate::worker::{self, RuntimeDeps};
+use crate::worker::{self, ProviderDeps, RuntimeDeps};
 
 /// The lease that guards job pruning and unknown-kind flagging.
 pub const MAINTENANCE_LEASE: &str = "queue-maintenance";
@@ -69,8 +70,12 @@ pub fn handlers_for(
         })));
     }
     if let Some(runtime) = runtime {
-        // github_comment arrives with the GitHub issue; until then those jobs wait in the queue.
         registry.merge(worker::handlers(runtime.clone()));
+        registry.merge(worker::provider_handlers(Arc::new(ProviderDeps {
+            pool: pool.clone(),
+            connector: GithubConnector::new(config.github_api_url.as_url().as_str()),
+            keys: config.token_keys.clone(),
+        })));
     }
     registry
 }

@@ -160,6 +160,8 @@ pub struct Config {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// Keys that seal stored tokens; the first seals, all open.
     pub token_keys: Option<crate::sealing::KeyRing>,
+    /// GitHub's REST API (tests point it at a local fake).
+    pub github_api_url: HttpUrl,
 }
 
 /// One variable that is missing or malformed.
@@ -277,6 +279,10 @@ impl Config {
         };
         let kubeconfig: Option<std::path::PathBuf> = r.optional("KUBECONFIG");
         let token_keys = r.optional_secret("CODEXK8S_TOKEN_KEYS");
+        let github_api_url = r.or_default(
+            "CODEXK8S_GITHUB_API_URL",
+            "https://api.github.com".parse().expect("valid literal"),
+        );
         for (var, value) in [
             ("CODEXK8S_RUNS_NAMESPACE", &runtime.runs_namespace),
             ("CODEXK8S_NAMESPACE_PREFIX", &runtime.namespace_prefix),
@@ -307,6 +313,7 @@ impl Config {
             runtime,
             kubeconfig,
             token_keys,
+            github_api_url,
         })
     }
 
@@ -366,6 +373,7 @@ impl Config {
                     |k| format!("(active key {:?}, keys masked)", k.active_id()),
                 ),
             ),
+            ("CODEXK8S_GITHUB_API_URL", self.github_api_url.to_string()),
             (
                 "KUBECONFIG",
                 self.kubeconfig.as_ref().map_or_else(

@@ -6,5 +6,6 @@
 pub mod errors;
 pub mod labels;
 pub mod policy;
+pub mod provider;
 pub mod runs;
 pub mod runtime;

@@ -22,6 +22,8 @@ use crate::domain::errors::RepositoryError;
 pub struct JobError {
     message: String,
     retryable: bool,
+    /// The least time before the next attempt, when the failure says (a rate limit's wait).
+    not_before: Option<std::time::Duration>,
 }
 
 impl JobError {
@@ -30,7 +32,21 @@ impl JobError {
         Self {
             message: message.into(),
             retryable: true,
+            not_before: None,
         }
+    }
+
+    /// A failure to retry no sooner than `wait` (longer if the kind's backoff says so).
+    pub fn retry_after(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            not_before: Some(wait),
+        }
+    }
+
+    pub fn not_before(&self) -> Option<std::time::Duration> {
+        self.not_before
     }
 
     /// A failure no retry will fix (a malformed payload): the job goes straight to `dead`.
@@ -38,6 +54,7 @@ impl JobError {
         Self {
             message: message.into(),
             retryable: false,
+            not_before: None,
         }
     }
 

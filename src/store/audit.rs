@@ -55,6 +55,24 @@ pub async fn append(
     Ok(())
 }
 
+/// Appends an event the system caused on its own (no person, no agent).
+pub async fn append_system(
+    conn: &mut sqlx::PgConnection,
+    correlation_id: &str,
+    run_id: Option<Uuid>,
+    event_type: &str,
+    payload: Value,
+) -> Result<(), RepositoryError> {
+    let event = FlowEvent {
+        correlation_id,
+        run_id,
+        actor: Actor::System,
+        event_type,
+        payload,
+    };
+    append(conn, event).await
+}
+
 /// Appends `events` in one statement, in order.
 pub async fn append_many(
     conn: &mut sqlx::PgConnection,

@@ -1,8 +1,9 @@
 //! The worker role: executes side effects with retries. Kubernetes (SPEC §7): `launch_run` and
 //! `cancel_run` handlers, the pod watch that drives run status, and the leader-only resync and
-//! namespace cleanup. GitHub handlers arrive with the GitHub issue; their jobs wait until then.
+//! namespace cleanup. GitHub: `github_comment` (comment and labels, retried with the host's wait).
 
 mod cancel;
+mod comment;
 mod launch;
 mod pods;
 mod runs;
@@ -18,6 +19,7 @@ use crate::config::RuntimeConfig;
 use crate::domain::runtime::ClusterRuntime;
 use crate::queue::{JobKind, Registry};
 
+pub use comment::ProviderDeps;
 pub use pods::follow as follow_pods;
 pub use upkeep::{cleanup, resync};
 
@@ -43,6 +45,17 @@ pub struct RuntimeDeps<R> {
     pub config: RuntimeConfig,
     /// Where runners reach the gateway.
     pub public_url: String,
+}
+
+/// The worker role's repository-host handlers.
+pub fn provider_handlers<C: crate::domain::provider::ProviderConnector>(
+    deps: Arc<ProviderDeps<C>>,
+) -> Registry {
+    let mut registry = Registry::new();
+    registry.register(GITHUB_COMMENT, move |ctx| {
+        comment::handle(ctx, deps.clone())
+    });
+    registry
 }
 
 /// The worker role's job handlers.

@@ -12,7 +12,7 @@ use crate::domain::errors::RepositoryError;
 use crate::domain::runs::RunStatus;
 use crate::domain::runtime::{ClusterRuntime, PodObservation, RunIdentity};
 use crate::queue;
-use crate::store::audit::{self, Actor, FlowEvent};
+use crate::store::audit;
 use crate::store::map_sqlx_error;
 
 pub async fn audit(
@@ -21,17 +21,7 @@ pub async fn audit(
     event_type: &str,
     payload: Value,
 ) -> Result<(), RepositoryError> {
-    audit::append(
-        tx,
-        FlowEvent {
-            correlation_id: &run.correlation_id,
-            run_id: Some(run.id),
-            actor: Actor::System,
-            event_type,
-            payload,
-        },
-    )
-    .await
+    audit::append_system(tx, &run.correlation_id, Some(run.id), event_type, payload).await
 }
 
 pub fn status_of(run: &RuntimeRun) -> Result<RunStatus, RepositoryError> {

@@ -14,7 +14,7 @@ use crate::domain::runs::RunStatus;
 use crate::domain::runtime::ClusterRuntime;
 use crate::leader::LeaderGuard;
 use crate::queue;
-use crate::store::audit::{self, Actor, FlowEvent};
+use crate::store::audit;
 use crate::store::map_sqlx_error;
 use sqlx::Connection;
 
@@ -132,15 +132,13 @@ pub async fn cleanup<R: ClusterRuntime>(
                 deleted += 1;
                 let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
                 let correlation = format!("namespace-cleanup:{}", ns.name);
-                audit::append(
+                let payload = json!({ "namespace": ns.name, "expired_at": ns.expires_at.map(|t| t.to_rfc3339()) });
+                audit::append_system(
                     &mut tx,
-                    FlowEvent {
-                        correlation_id: &correlation,
-                        run_id: None,
-                        actor: Actor::System,
-                        event_type: "k8s.namespace.deleted",
-                        payload: json!({ "namespace": ns.name, "expired_at": ns.expires_at.map(|t| t.to_rfc3339()) }),
-                    },
+                    &correlation,
+                    None,
+                    "k8s.namespace.deleted",
+                    payload,
                 )
                 .await?;
                 tx.commit().await.map_err(map_sqlx_error)?;

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod app;
+pub mod fake_github;
 pub mod fake_k8s;
 pub mod proxy;
 pub mod seed;

@@ -87,7 +87,9 @@ pub(super) fn start_job(
             (Err(e), Some(backoff)) if e.is_retryable() && job.attempt < job.max_attempts => {
                 let failures = u32::try_from(job.attempt).unwrap_or(u32::MAX);
                 Verdict::Retry {
-                    delay: backoff.delay(failures),
+                    delay: backoff
+                        .delay(failures)
+                        .max(e.not_before().unwrap_or_default()),
                     error: e.message().to_owned(),
                 }
             }

@@ -1,0 +1,3 @@
+-- name: repositories__reference :one
+-- Where a repository lives at its host.
+SELECT provider, owner, name FROM repositories WHERE id = $1

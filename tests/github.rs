@@ -1,0 +1,181 @@
+//! The worker's GitHub side through the real octocrab client against a local fake GitHub: comments
+//! found by marker and edited in place, labels, rate limits honoured, tokens never leaked.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use codex_k8s::cli::Role;
+use codex_k8s::config::Secret;
+use codex_k8s::queue::{self, JobState, NewJob};
+use codex_k8s::sealing::KeyRing;
+use codex_k8s::tokens::{self, TokenKind};
+use serde_json::json;
+use support::app::TestService;
+use support::fake_github::FakeGithub;
+use support::{TestDb, job_in_state};
+use uuid::Uuid;
+
+const TOKEN: &str = "ghp_test_access_token_0123456789abcdef";
+
+struct World {
+    db: TestDb,
+    github: FakeGithub,
+    repository: Uuid,
+    _worker: TestService,
+}
+
+async fn world() -> World {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::migrated().await;
+    support::seed::project_with_repository(
+        &db,
+        "hello",
+        json!({}),
+        186853002,
+        "Codertocat",
+        "Hello-World",
+    )
+    .await;
+    let repository: Uuid =
+        sqlx::query_scalar(include_str!("support/sql/repository_id_by_external.sql"))
+            .bind(186853002_i64)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let keys_spec = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let keys: KeyRing = keys_spec.parse().unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    tokens::store(
+        &mut conn,
+        &keys,
+        repository,
+        TokenKind::Access,
+        &Secret::new(TOKEN.to_owned()),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let github = FakeGithub::start().await;
+    let url = github.url();
+    let worker = TestService::start_with(
+        &db.url,
+        &[Role::Worker],
+        &[
+            ("CODEXK8S_TOKEN_KEYS", keys_spec.as_str()),
+            ("CODEXK8S_GITHUB_API_URL", url.as_str()),
+        ],
+    )
+    .await;
+    World {
+        db,
+        github,
+        repository,
+        _worker: worker,
+    }
+}
+
+impl World {
+    async fn comment_job(&self, number: i64, body: &str, labels: &[&str]) -> i64 {
+        let job = NewJob::new(json!({
+            "repository_id": self.repository, "target_kind": "issue", "target_number": number,
+            "body": body, "add_labels": labels,
+        }));
+        queue::enqueue(&self.db.pool, &codex_k8s::worker::GITHUB_COMMENT, job)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_job_posts_once_with_its_labels_and_the_token_stays_secret() {
+    let w = world().await;
+    let id = w
+        .comment_job(7, "Two stage labels at once: pick one.", &["need:input"])
+        .await;
+    job_in_state(&w.db.pool, id, JobState::Succeeded, Duration::from_secs(20)).await;
+    let comments = w.github.comments("Codertocat/Hello-World", 7);
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].starts_with("Two stage labels at once: pick one."));
+    assert!(comments[0].contains(&format!("<!-- codex-k8s:job:{id} -->")));
+    assert_eq!(
+        w.github.labels("Codertocat/Hello-World", 7),
+        vec!["need:input"]
+    );
+    let calls = w.github.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))),
+        "the repository's token is used"
+    );
+    let audit: Vec<String> = sqlx::query_scalar(include_str!("support/sql/all_flow_payloads.sql"))
+        .fetch_all(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2, "comment and labels audited: {audit:?}");
+    assert!(audit.iter().all(|p| !p.contains(TOKEN)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_crash_edits_the_comment_it_already_posted() {
+    let w = world().await;
+    let id = w.comment_job(8, "Hello again", &[]).await;
+    job_in_state(&w.db.pool, id, JobState::Succeeded, Duration::from_secs(20)).await;
+    assert_eq!(w.github.comments("Codertocat/Hello-World", 8).len(), 1);
+    // Run the same job again, as a rescued attempt would.
+    sqlx::query(include_str!("support/sql/rerun_job.sql"))
+        .bind(id)
+        .execute(&w.db.pool)
+        .await
+        .unwrap();
+    job_in_state(&w.db.pool, id, JobState::Succeeded, Duration::from_secs(20)).await;
+    let comments = w.github.comments("Codertocat/Hello-World", 8);
+    assert_eq!(comments.len(), 1, "edited in place, not posted twice");
+    let calls = w.github.calls();
+    let creates = calls
+        .iter()
+        .filter(|c| c.path.ends_with("/issues/8/comments") && c.method == "POST")
+        .count();
+    let edits = calls
+        .iter()
+        .filter(|c| c.path.contains("/issues/comments/"))
+        .count();
+    assert_eq!((creates, edits), (1, 1), "created once, then edited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_is_retried_after_retry_after_without_duplicates() {
+    let w = world().await;
+    w.github.refuse_next(
+        403,
+        Some(2),
+        "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+    );
+    let started = std::time::Instant::now();
+    let id = w
+        .comment_job(9, "Rate limited hello", &["need:input"])
+        .await;
+    let job = job_in_state(&w.db.pool, id, JobState::Succeeded, Duration::from_secs(30)).await;
+    assert_eq!(job.attempt, 2, "one refused attempt, one that worked");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited as GitHub asked"
+    );
+    assert_eq!(w.github.comments("Codertocat/Hello-World", 9).len(), 1);
+    let posts = w
+        .github
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/comments"))
+        .count();
+    assert_eq!(
+        posts, 1,
+        "the refused call was a read; the comment was created once"
+    );
+}
