@@ -179,3 +179,20 @@ async fn a_secondary_rate_limit_is_retried_after_retry_after_without_duplicates(
         "the refused call was a read; the comment was created once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_leaves_one_eyes_reaction() {
+    let w = world().await;
+    for _ in 0..2 {
+        let job = NewJob::new(json!({ "repository_id": w.repository, "target_number": 12 }));
+        let id = queue::enqueue(&w.db.pool, &codex_k8s::worker::GITHUB_ACKNOWLEDGE, job)
+            .await
+            .unwrap()
+            .unwrap();
+        job_in_state(&w.db.pool, id, JobState::Succeeded, Duration::from_secs(20)).await;
+    }
+    assert_eq!(
+        w.github.reactions("Codertocat/Hello-World", 12),
+        vec!["eyes"]
+    );
+}

@@ -24,7 +24,7 @@ use crate::domain::runs::RunStatus;
 use crate::queue::{self, BatchResults, JobContext, JobError, NewJob};
 use crate::store::audit::{self, Actor, FlowEvent};
 use crate::store::map_sqlx_error;
-use crate::worker::{CANCEL_RUN, GITHUB_COMMENT, LAUNCH_RUN};
+use crate::worker::{CANCEL_RUN, GITHUB_ACKNOWLEDGE, GITHUB_COMMENT, LAUNCH_RUN};
 
 /// What the handler needs besides the job.
 pub struct ControlDeps {
@@ -415,6 +415,14 @@ impl Carry<'_> {
         };
         let job = crate::worker::launch_job(run_id, 1, self.correlation);
         queue::enqueue(&mut *self.tx, &LAUNCH_RUN, job).await?;
+        // Tell the people on the issue that the label was seen.
+        let ack = NewJob::new(json!({
+            "repository_id": self.repo.repository_id,
+            "target_number": number,
+        }))
+        .unique_key(format!("ack:{run_id}"))
+        .correlation_id(Uuid::parse_str(self.correlation).unwrap_or(run_id));
+        queue::enqueue(&mut *self.tx, &GITHUB_ACKNOWLEDGE, ack).await?;
         self.audit(
             Some(run_id),
             "run.created",

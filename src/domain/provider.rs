@@ -68,6 +68,14 @@ pub trait RepositoryProvider: Send + Sync {
         body: &str,
     ) -> impl Future<Output = Result<CommentRef, ProviderError>> + Send;
 
+    /// Marks item `number` as seen by codex-k8s (GitHub: an `eyes` reaction). Doing it twice leaves
+    /// one mark.
+    fn acknowledge(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
     /// Adds labels to item `number` (labels it already has are left as they are).
     fn add_labels(
         &self,

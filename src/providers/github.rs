@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use octocrab::Octocrab;
 use octocrab::models::CommentId;
+use octocrab::models::reactions::ReactionContent;
 
 use crate::domain::provider::{
     CommentRef, ProviderConnector, ProviderError, RepoRef, RepositoryProvider,
@@ -166,6 +167,18 @@ impl RepositoryProvider for GithubProvider {
             url: Some(comment.html_url.to_string()),
             created,
         })
+    }
+
+    async fn acknowledge(&self, repo: &RepoRef, number: u64) -> Result<(), ProviderError> {
+        let what = format!("react to {}/{}#{number}", repo.owner, repo.name);
+        timed(
+            &what,
+            self.client
+                .issues(&repo.owner, &repo.name)
+                .create_reaction(number, ReactionContent::Eyes),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn add_labels(

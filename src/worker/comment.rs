@@ -118,3 +118,38 @@ pub async fn handle<C: ProviderConnector>(
     tx.commit().await.map_err(map_sqlx_error)?;
     Ok(())
 }
+
+#[derive(Deserialize)]
+struct Acknowledge {
+    repository_id: Uuid,
+    target_number: i64,
+}
+
+/// The `github_acknowledge` handler: marks the item whose label started a run as seen.
+pub async fn acknowledge<C: ProviderConnector>(
+    ctx: JobContext,
+    deps: Arc<ProviderDeps<C>>,
+) -> Result<(), JobError> {
+    let payload: Acknowledge = ctx.parse_payload()?;
+    let number = u64::try_from(payload.target_number).map_err(|_| {
+        JobError::permanent(format!("invalid item number {}", payload.target_number))
+    })?;
+    let (repo, provider) = connect(&deps, payload.repository_id).await?;
+    provider
+        .acknowledge(&repo, number)
+        .await
+        .map_err(job_error)?;
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    ctx.lock_lease(&mut tx).await?;
+    let target = json!({ "repository": format!("{}/{}", repo.owner, repo.name), "number": number });
+    audit::append_system(
+        &mut tx,
+        &ctx.correlation_id.to_string(),
+        None,
+        "github.acknowledged",
+        json!({ "target": target }),
+    )
+    .await?;
+    tx.commit().await.map_err(map_sqlx_error)?;
+    Ok(())
+}

@@ -29,6 +29,9 @@ pub const LAUNCH_RUN: JobKind = JobKind::new("launch_run").timeout(Duration::fro
 pub const CANCEL_RUN: JobKind = JobKind::new("cancel_run").timeout(Duration::from_secs(120));
 /// Posts a comment (and optionally labels) on an issue or pull request.
 pub const GITHUB_COMMENT: JobKind = JobKind::new("github_comment").timeout(Duration::from_secs(60));
+/// Acknowledges a trigger on its issue or pull request (payload: repository id, item number).
+pub const GITHUB_ACKNOWLEDGE: JobKind =
+    JobKind::new("github_acknowledge").timeout(Duration::from_secs(60));
 
 /// The `launch_run` job of a run's current attempt; at most one unfinished per attempt, so a
 /// relaunch is never swallowed by the previous attempt's launch job.
@@ -52,6 +55,10 @@ pub fn provider_handlers<C: crate::domain::provider::ProviderConnector>(
     deps: Arc<ProviderDeps<C>>,
 ) -> Registry {
     let mut registry = Registry::new();
+    let acknowledging = deps.clone();
+    registry.register(GITHUB_ACKNOWLEDGE, move |ctx| {
+        comment::acknowledge(ctx, acknowledging.clone())
+    });
     registry.register(GITHUB_COMMENT, move |ctx| {
         comment::handle(ctx, deps.clone())
     });

@@ -27,6 +27,7 @@ struct State_ {
     /// (owner/repo, number) → comments (id, body)
     comments: BTreeMap<(String, u64), Vec<(u64, String)>>,
     labels: BTreeMap<(String, u64), Vec<String>>,
+    reactions: BTreeMap<(String, u64), Vec<String>>,
     calls: Vec<Call>,
     /// Answers to give before serving normally: (status, retry-after seconds, message).
     refusals: Vec<(u16, Option<u64>, String)>,
@@ -154,6 +155,18 @@ impl FakeGithub {
             .unwrap_or_default()
     }
 
+    /// Reactions on `repo` item `number`.
+    pub fn reactions(&self, repo: &str, number: u64) -> Vec<String> {
+        self.shared
+            .0
+            .lock()
+            .unwrap()
+            .reactions
+            .get(&(repo.to_owned(), number))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The next request is answered `status` with `retry-after` (a secondary rate limit when 403).
     pub fn refuse_next(&self, status: u16, retry_after: Option<u64>, message: &str) {
         self.shared
@@ -226,6 +239,31 @@ async fn comments(
             }
             _ => error(422, "Validation Failed"),
         },
+        ("POST", number, "reactions") => {
+            match (parse(number), serde_json::from_slice::<Value>(&body)) {
+                (Some(n), Ok(input)) => {
+                    let content = input["content"].as_str().unwrap_or_default().to_owned();
+                    let mut state = shared.0.lock().unwrap();
+                    let reactions = state
+                        .reactions
+                        .entry((format!("{owner}/{repo}"), n))
+                        .or_default();
+                    let created = !reactions.contains(&content);
+                    if created {
+                        reactions.push(content.clone());
+                    }
+                    let reaction = json!({ "id": 1, "node_id": "MDg6UmVhY3Rpb24x", "user": user("codex-bot"),
+                    "content": content, "created_at": "2026-11-22T12:00:00Z" });
+                    let status = if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
+                    (status, axum::Json(reaction)).into_response()
+                }
+                _ => error(422, "Validation Failed"),
+            }
+        }
         ("GET", number, "comments") => match parse(number) {
             Some(n) => list_comments(State(shared), Path((owner, repo, n)), Query(paging)).await,
             None => error(404, "Not Found"),
