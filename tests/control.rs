@@ -179,7 +179,11 @@ async fn a_run_dev_label_creates_one_pending_run_and_its_launch_job() {
         vec![json!({ "run_id": run.id })]
     );
     let acknowledgements = jobs_of(&w.db.pool, "github_acknowledge").await;
-    assert_eq!(acknowledgements.len(), 1, "the trigger is acknowledged on GitHub");
+    assert_eq!(
+        acknowledgements.len(),
+        1,
+        "the trigger is acknowledged on GitHub"
+    );
     assert_eq!(acknowledgements[0]["target_number"], 1);
     assert_eq!(
         flow_types(&w.db.pool, &run.correlation_id).await,
