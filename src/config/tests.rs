@@ -117,3 +117,51 @@ fn lease_shorter_than_a_second_is_refused() {
     let errors = errors_for(&[DB, ("CODEXK8S_QUEUE_LEASE", "200ms")]);
     assert_eq!(errors[0].variable, "CODEXK8S_QUEUE_LEASE");
 }
+
+#[test]
+fn token_keys_are_validated_without_echo_and_printed_as_the_active_id_only() {
+    // 32 bytes of 0x01, base64.
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let config =
+        Config::from_env(&env(&[DB, ("CODEXK8S_TOKEN_KEYS", &format!("k2:{key}"))])).unwrap();
+    let printed: Vec<String> = config
+        .describe()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let line = printed
+        .iter()
+        .find(|l| l.starts_with("CODEXK8S_TOKEN_KEYS="))
+        .unwrap();
+    assert_eq!(line, "CODEXK8S_TOKEN_KEYS=(active key \"k2\", keys masked)");
+    assert!(printed.iter().all(|l| !l.contains(key)));
+
+    let errors = errors_for(&[DB, ("CODEXK8S_TOKEN_KEYS", "k1:c2VjcmV0LWJ1dC1zaG9ydA==")]);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].variable, "CODEXK8S_TOKEN_KEYS");
+    assert!(
+        errors[0].problem.contains("32 bytes"),
+        "{}",
+        errors[0].problem
+    );
+    assert!(
+        !errors[0].problem.contains("c2VjcmV0"),
+        "the value is never echoed"
+    );
+}
+
+#[test]
+fn runtime_settings_default_and_names_are_checked() {
+    let config = Config::from_env(&env(&[DB])).unwrap();
+    assert_eq!(config.runtime.runs_namespace, "codex-k8s-runs");
+    assert_eq!(config.runtime.slots_per_project, 2);
+    assert_eq!(config.runtime.max_relaunches, 2);
+    assert_eq!(config.runtime.pending_timeout, Duration::from_secs(600));
+    assert_eq!(
+        config.runtime.unschedulable_timeout,
+        Duration::from_secs(300)
+    );
+    assert_eq!(config.github_api_url.to_string(), "https://api.github.com/");
+    let errors = errors_for(&[DB, ("CODEXK8S_NAMESPACE_PREFIX", "Not_A_Label")]);
+    assert_eq!(errors[0].variable, "CODEXK8S_NAMESPACE_PREFIX");
+}
