@@ -48,12 +48,13 @@ pub enum StartError {
 
 /// Every job kind this build declares, whether or not a handler exists yet: jobs of other kinds
 /// get an "unknown kind" error recorded by queue maintenance.
-pub const DECLARED_KINDS: [&JobKind; 5] = [
+pub const DECLARED_KINDS: [&JobKind; 6] = [
     &control::PROCESS_EVENT,
     &worker::LAUNCH_RUN,
     &worker::CANCEL_RUN,
     &worker::GITHUB_COMMENT,
     &worker::GITHUB_ACKNOWLEDGE,
+    &worker::GITHUB_STATUS_COMMENT,
 ];
 
 /// The job handlers a process with `roles` runs; `cluster` is set when the worker role runs.
@@ -76,6 +77,7 @@ pub fn handlers_for(
             pool: pool.clone(),
             connector: GithubConnector::new(config.github_api_url.as_url().as_str()),
             keys: config.token_keys.clone(),
+            console_url: config.public_url.to_string(),
         })));
     }
     registry

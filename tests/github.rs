@@ -196,3 +196,109 @@ async fn an_acknowledgement_leaves_one_eyes_reaction() {
         vec!["eyes"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_one_status_comment_edited_as_its_status_changes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::migrated().await;
+    let project = support::seed::project_with_repository(
+        &db,
+        "hello",
+        json!({}),
+        186853002,
+        "Codertocat",
+        "Hello-World",
+    )
+    .await;
+    let user = support::seed::user(&db, "codertocat@example.com", "Codertocat").await;
+    support::seed::member(&db, project, user, "read_write").await;
+    let repository: Uuid =
+        sqlx::query_scalar(include_str!("support/sql/repository_id_by_external.sql"))
+            .bind(186853002_i64)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let keys_spec = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let keys: KeyRing = keys_spec.parse().unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    tokens::store(
+        &mut conn,
+        &keys,
+        repository,
+        TokenKind::Access,
+        &Secret::new(TOKEN.to_owned()),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let github = FakeGithub::start().await;
+    let url = github.url();
+    let app = TestService::start_with(
+        &db.url,
+        &Role::ALL,
+        &[
+            ("CODEXK8S_TOKEN_KEYS", keys_spec.as_str()),
+            ("CODEXK8S_GITHUB_API_URL", url.as_str()),
+            ("CODEXK8S_PUBLIC_URL", "https://codex.example.com"),
+        ],
+    )
+    .await;
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/github-webhooks/issues.labeled.payload.json");
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    payload["label"]["name"] = json!("run:intake");
+    payload["issue"]["labels"] = json!([{ "name": "run:intake" }]);
+    payload["issue"]["number"] = json!(5);
+    let reply = app
+        .post_webhook(
+            "issues",
+            &Uuid::new_v4().to_string(),
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    // The cluster is unreachable here, so the run stays queued or starting; then the issue closes.
+    support::eventually(Duration::from_secs(20), "a status comment", || async {
+        (!github.comments("Codertocat/Hello-World", 5).is_empty()).then_some(())
+    })
+    .await;
+    payload["action"] = json!("closed");
+    payload.as_object_mut().unwrap().remove("label");
+    let reply = app
+        .post_webhook(
+            "issues",
+            &Uuid::new_v4().to_string(),
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let body = support::eventually(
+        Duration::from_secs(20),
+        "the comment to say canceled",
+        || async {
+            let comments = github.comments("Codertocat/Hello-World", 5);
+            comments
+                .iter()
+                .find(|c| c.contains("**canceled**"))
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(
+        github.comments("Codertocat/Hello-World", 5).len(),
+        1,
+        "one status comment, edited in place"
+    );
+    assert!(
+        body.contains("Stage: `intake`") && body.contains("Agent: `pm`"),
+        "{body}"
+    );
+    assert!(body.contains("https://codex.example.com/runs/"), "{body}");
+    assert!(body.contains("<!-- codex-k8s:run:"), "{body}");
+    assert_eq!(github.reactions("Codertocat/Hello-World", 5), vec!["eyes"]);
+    app.stop().await;
+}

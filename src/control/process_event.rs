@@ -24,7 +24,9 @@ use crate::domain::runs::RunStatus;
 use crate::queue::{self, BatchResults, JobContext, JobError, NewJob};
 use crate::store::audit::{self, Actor, FlowEvent};
 use crate::store::map_sqlx_error;
-use crate::worker::{CANCEL_RUN, GITHUB_ACKNOWLEDGE, GITHUB_COMMENT, LAUNCH_RUN};
+use crate::worker::{
+    CANCEL_RUN, GITHUB_ACKNOWLEDGE, GITHUB_COMMENT, GITHUB_STATUS_COMMENT, LAUNCH_RUN,
+};
 
 /// What the handler needs besides the job.
 pub struct ControlDeps {
@@ -423,6 +425,8 @@ impl Carry<'_> {
         .unique_key(format!("ack:{run_id}"))
         .correlation_id(Uuid::parse_str(self.correlation).unwrap_or(run_id));
         queue::enqueue(&mut *self.tx, &GITHUB_ACKNOWLEDGE, ack).await?;
+        let status = crate::worker::status_comment_job(run_id, self.correlation);
+        queue::enqueue(&mut *self.tx, &GITHUB_STATUS_COMMENT, status).await?;
         self.audit(
             Some(run_id),
             "run.created",
@@ -460,6 +464,8 @@ impl Carry<'_> {
                 continue;
             }
             store::set_run_status(self.tx, run.id, RunStatus::Canceled.key(), Some(why)).await?;
+            let status = crate::worker::status_comment_job(run.id, self.correlation);
+            queue::enqueue(&mut *self.tx, &GITHUB_STATUS_COMMENT, status).await?;
             // A pending run has no workload yet; its launch job finds it canceled and stops.
             if from != RunStatus::Pending {
                 let job = NewJob::new(json!({ "run_id": run.id })).unique_key(run.id.to_string());

@@ -21,6 +21,8 @@ pub struct ProviderDeps<C> {
     pub pool: sqlx::PgPool,
     pub connector: C,
     pub keys: Option<KeyRing>,
+    /// The admin console's address, linked from status comments.
+    pub console_url: String,
 }
 
 #[derive(Deserialize)]

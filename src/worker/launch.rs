@@ -18,7 +18,7 @@ use crate::domain::runtime::{
     AGENT_ACCOUNT, ClusterRuntime, EnsuredObject, NamespaceSpec, Resources, RunIdentity,
     RuntimeError, SecretValue, WorkloadSpec, issue_namespace,
 };
-use crate::queue::{JobContext, JobError};
+use crate::queue::{self, JobContext, JobError};
 use crate::store::map_sqlx_error;
 
 #[derive(Deserialize)]
@@ -75,6 +75,12 @@ pub async fn handle<R: ClusterRuntime>(
         if holders >= slots {
             if !waiting_for_slot {
                 store::mark_waiting_for_slot(&mut tx, run_id).await?;
+                queue::enqueue(
+                    &mut *tx,
+                    &super::GITHUB_STATUS_COMMENT,
+                    super::status_comment_job(run_id, &run.correlation_id),
+                )
+                .await?;
                 run.status = RunStatus::Waiting.key().to_owned();
                 audit(
                     &mut tx,
@@ -88,6 +94,12 @@ pub async fn handle<R: ClusterRuntime>(
             return Ok(());
         }
         store::mark_starting(&mut tx, run_id, &namespace, &identity.workload_name()).await?;
+        queue::enqueue(
+            &mut *tx,
+            &super::GITHUB_STATUS_COMMENT,
+            super::status_comment_job(run_id, &run.correlation_id),
+        )
+        .await?;
         let from = run.status.clone();
         run.status = RunStatus::Starting.key().to_owned();
         audit(&mut tx, &run, "run.starting", json!({ "from": from, "attempt": run.attempt, "namespace": namespace, "job": identity.workload_name() })).await?;

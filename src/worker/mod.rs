@@ -7,6 +7,7 @@ mod comment;
 mod launch;
 mod pods;
 mod runs;
+mod status_comment;
 mod store;
 mod upkeep;
 
@@ -21,6 +22,7 @@ use crate::queue::{JobKind, Registry};
 
 pub use comment::ProviderDeps;
 pub use pods::follow as follow_pods;
+pub use status_comment::job as status_comment_job;
 pub use upkeep::{cleanup, resync};
 
 /// Creates the Kubernetes objects of a pending run (payload: `{"run_id": …}`).
@@ -29,6 +31,9 @@ pub const LAUNCH_RUN: JobKind = JobKind::new("launch_run").timeout(Duration::fro
 pub const CANCEL_RUN: JobKind = JobKind::new("cancel_run").timeout(Duration::from_secs(120));
 /// Posts a comment (and optionally labels) on an issue or pull request.
 pub const GITHUB_COMMENT: JobKind = JobKind::new("github_comment").timeout(Duration::from_secs(60));
+/// Renders a run's status comment on its issue or pull request (payload: `{"run_id": …}`).
+pub const GITHUB_STATUS_COMMENT: JobKind =
+    JobKind::new("github_status_comment").timeout(Duration::from_secs(60));
 /// Acknowledges a trigger on its issue or pull request (payload: repository id, item number).
 pub const GITHUB_ACKNOWLEDGE: JobKind =
     JobKind::new("github_acknowledge").timeout(Duration::from_secs(60));
@@ -55,6 +60,10 @@ pub fn provider_handlers<C: crate::domain::provider::ProviderConnector>(
     deps: Arc<ProviderDeps<C>>,
 ) -> Registry {
     let mut registry = Registry::new();
+    let statuses = deps.clone();
+    registry.register(GITHUB_STATUS_COMMENT, move |ctx| {
+        status_comment::handle(ctx, statuses.clone())
+    });
     let acknowledging = deps.clone();
     registry.register(GITHUB_ACKNOWLEDGE, move |ctx| {
         comment::acknowledge(ctx, acknowledging.clone())

@@ -42,6 +42,12 @@ pub async fn transition(
     }
     store::set_status(tx, run.id, next.key(), reason).await?;
     run.status = next.key().to_owned();
+    queue::enqueue(
+        &mut *tx,
+        &super::GITHUB_STATUS_COMMENT,
+        super::status_comment_job(run.id, &run.correlation_id),
+    )
+    .await?;
     let event = format!("run.{}", next.key());
     audit(
         tx,
@@ -180,6 +186,12 @@ pub async fn workload_lost<R: ClusterRuntime>(
         &run,
         "run.relaunched",
         json!({ "lost_attempt": attempt, "attempt": next.attempt, "reason": what, "relaunch": relaunches + 1 }),
+    )
+    .await?;
+    queue::enqueue(
+        &mut *tx,
+        &super::GITHUB_STATUS_COMMENT,
+        super::status_comment_job(run_id, &run.correlation_id),
     )
     .await?;
     let job = super::launch_job(run_id, next.attempt, &run.correlation_id);
