@@ -23,13 +23,19 @@ struct World {
     db: TestDb,
     github: FakeGithub,
     repository: Uuid,
-    _worker: TestService,
+    app: TestService,
 }
 
 async fn world() -> World {
+    world_with(&[Role::Worker]).await
+}
+
+/// A connected repository with its token sealed, the fake GitHub, and a service with `roles`
+/// (the fixtures' sender is a read_write member).
+async fn world_with(roles: &[Role]) -> World {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::migrated().await;
-    support::seed::project_with_repository(
+    let project = support::seed::project_with_repository(
         &db,
         "hello",
         json!({}),
@@ -38,6 +44,8 @@ async fn world() -> World {
         "Hello-World",
     )
     .await;
+    let user = support::seed::user(&db, "codertocat@example.com", "Codertocat").await;
+    support::seed::member(&db, project, user, "read_write").await;
     let repository: Uuid =
         sqlx::query_scalar(include_str!("support/sql/repository_id_by_external.sql"))
             .bind(186853002_i64)
@@ -64,10 +72,11 @@ async fn world() -> World {
     let url = github.url();
     let worker = TestService::start_with(
         &db.url,
-        &[Role::Worker],
+        roles,
         &[
             ("CODEXK8S_TOKEN_KEYS", keys_spec.as_str()),
             ("CODEXK8S_GITHUB_API_URL", url.as_str()),
+            ("CODEXK8S_PUBLIC_URL", "https://codex.example.com"),
         ],
     )
     .await;
@@ -75,7 +84,7 @@ async fn world() -> World {
         db,
         github,
         repository,
-        _worker: worker,
+        app: worker,
     }
 }
 
@@ -199,53 +208,8 @@ async fn an_acknowledgement_leaves_one_eyes_reaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_keeps_one_status_comment_edited_as_its_status_changes() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = TestDb::migrated().await;
-    let project = support::seed::project_with_repository(
-        &db,
-        "hello",
-        json!({}),
-        186853002,
-        "Codertocat",
-        "Hello-World",
-    )
-    .await;
-    let user = support::seed::user(&db, "codertocat@example.com", "Codertocat").await;
-    support::seed::member(&db, project, user, "read_write").await;
-    let repository: Uuid =
-        sqlx::query_scalar(include_str!("support/sql/repository_id_by_external.sql"))
-            .bind(186853002_i64)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    let keys_spec = format!(
-        "k1:{}",
-        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
-    );
-    let keys: KeyRing = keys_spec.parse().unwrap();
-    let mut conn = db.pool.acquire().await.unwrap();
-    tokens::store(
-        &mut conn,
-        &keys,
-        repository,
-        TokenKind::Access,
-        &Secret::new(TOKEN.to_owned()),
-    )
-    .await
-    .unwrap();
-    drop(conn);
-    let github = FakeGithub::start().await;
-    let url = github.url();
-    let app = TestService::start_with(
-        &db.url,
-        &Role::ALL,
-        &[
-            ("CODEXK8S_TOKEN_KEYS", keys_spec.as_str()),
-            ("CODEXK8S_GITHUB_API_URL", url.as_str()),
-            ("CODEXK8S_PUBLIC_URL", "https://codex.example.com"),
-        ],
-    )
-    .await;
+    let w = world_with(&Role::ALL).await;
+    let (app, github) = (&w.app, &w.github);
     let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/github-webhooks/issues.labeled.payload.json");
     let mut payload: serde_json::Value =
@@ -300,5 +264,4 @@ async fn a_run_keeps_one_status_comment_edited_as_its_status_changes() {
     assert!(body.contains("https://codex.example.com/runs/"), "{body}");
     assert!(body.contains("<!-- codex-k8s:run:"), "{body}");
     assert_eq!(github.reactions("Codertocat/Hello-World", 5), vec!["eyes"]);
-    app.stop().await;
 }
