@@ -187,6 +187,14 @@ impl Cluster {
             .set_pod_status(run.namespace.as_deref().unwrap(), pod, status);
     }
 
+    async fn token_hash(&self, run: Uuid) -> Option<Vec<u8>> {
+        sqlx::query_scalar(include_str!("support/sql/run_token_hash.sql"))
+            .bind(run)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
     async fn events_of(&self, run: Uuid) -> Vec<(String, Value)> {
         sqlx::query_as(include_str!("support/sql/flow_events_of_run.sql"))
             .bind(run)
@@ -373,6 +381,11 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
         audit.iter().all(|p| !p.contains(&token)),
         "no secret in flow_events"
     );
+    assert_eq!(
+        c.token_hash(run.id).await,
+        Some(sha256(&token)),
+        "only the token's hash is stored"
+    );
 
     // Pod phases drive the run.
     c.set_pod(&run, &pod, fake_k8s::pod_running()).await;
@@ -414,21 +427,21 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
     }
 }
 
+fn sha256(text: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).to_vec()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,7 +548,12 @@ async fn a_retried_launch_adopts_its_own_job_and_a_foreign_job_fails_the_run() {
         "codex-k8s.io/run": ours_run.id.to_string(),
         "codex-k8s.io/attempt": "1",
     });
-    c.fake.insert("secrets", json!({ "metadata": { "name": name, "namespace": "codex-k8s-runs", "labels": own_labels } }));
+    let seeded_token = "token-of-the-crashed-launch";
+    c.fake.insert(
+        "secrets",
+        json!({ "metadata": { "name": name, "namespace": "codex-k8s-runs", "labels": own_labels },
+        "data": { "run-token": base64_encode(seeded_token.as_bytes()) } }),
+    );
     c.fake.insert("jobs", json!({ "metadata": { "name": name, "namespace": "codex-k8s-runs", "labels": own_labels }, "spec": { "template": { "metadata": { "labels": own_labels }, "spec": { "containers": [] } } } }));
     // ... and a Job of the other run's name that belongs to a third run.
     let stranger = Uuid::new_v4();
@@ -573,6 +591,11 @@ async fn a_retried_launch_adopts_its_own_job_and_a_foreign_job_fails_the_run() {
             .contains(&"k8s.job.created".to_owned())
     );
     assert_eq!(c.run(&ours).await.unwrap().status, "starting");
+    assert_eq!(
+        c.token_hash(ours_run.id).await,
+        Some(sha256(seeded_token)),
+        "the adopted Secret's token is the one whose hash is kept"
+    );
 
     let failed = c.run_in(&theirs, "failed").await;
     let why = failed.failure_reason.unwrap();

@@ -132,6 +132,14 @@ pub enum Ensured {
     Adopted,
 }
 
+/// What `ensure_workload` made sure of, and the Secret's values as they are in the cluster: an
+/// adopted Secret keeps the values a crashed launch gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredWorkload {
+    pub objects: Vec<EnsuredObject>,
+    pub secret_data: BTreeMap<String, SecretValue>,
+}
+
 /// One object an ensure call made sure of, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnsuredObject {
@@ -250,7 +258,7 @@ pub trait ClusterRuntime: Send + Sync + 'static {
     fn ensure_workload(
         &self,
         spec: &WorkloadSpec,
-    ) -> impl Future<Output = Result<Vec<EnsuredObject>, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<EnsuredWorkload, RuntimeError>> + Send;
 
     /// Deletes a run attempt's Job (with its pods) and Secret, each only if it carries `owner`'s
     /// labels; `false` when neither of them did.

@@ -20,9 +20,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::runtime::{
-    ATTEMPT_LABEL, ClusterRuntime, EXPIRES_AT_ANNOTATION, Ensured, EnsuredObject, MANAGED_BY,
-    ManagedNamespace, NamespaceSpec, PROJECT_LABEL, PodEvent, RUN_LABEL, RunIdentity, RuntimeError,
-    WorkloadSpec,
+    ATTEMPT_LABEL, ClusterRuntime, EXPIRES_AT_ANNOTATION, Ensured, EnsuredObject, EnsuredWorkload,
+    MANAGED_BY, ManagedNamespace, NamespaceSpec, PROJECT_LABEL, PodEvent, RUN_LABEL, RunIdentity,
+    RuntimeError, SecretValue, WorkloadSpec,
 };
 
 /// Longest a single API call may take before it counts as unavailable.
@@ -285,16 +285,22 @@ impl ClusterRuntime for KubeRuntime {
         Ok(done)
     }
 
-    async fn ensure_workload(
-        &self,
-        spec: &WorkloadSpec,
-    ) -> Result<Vec<EnsuredObject>, RuntimeError> {
+    async fn ensure_workload(&self, spec: &WorkloadSpec) -> Result<EnsuredWorkload, RuntimeError> {
         let this_attempt = |labels: &BTreeMap<String, String>| spec.identity.owns(labels);
         let name = spec.name();
         // The Secret first, so the pod never starts without it.
         let secrets = self.namespaced::<Secret>(&spec.namespace);
-        let (secret, _) =
+        let (secret, stored) =
             ensure(&secrets, &objects::run_secret(spec), "Secret", this_attempt).await?;
+        let secret_data = match secret {
+            Ensured::Created => spec.secret_data.clone(),
+            Ensured::Adopted => stored
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, SecretValue(String::from_utf8_lossy(&v.0).into_owned())))
+                .collect(),
+        };
         let (outcome, job) = ensure(
             &self.namespaced::<Job>(&spec.namespace),
             &objects::job(spec),
@@ -315,10 +321,13 @@ impl ClusterRuntime for KubeRuntime {
             secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&owner)),
         )
         .await?;
-        Ok(vec![
-            ensured_object("secret", &spec.namespace, &name, secret),
-            ensured_object("job", &spec.namespace, &name, outcome),
-        ])
+        Ok(EnsuredWorkload {
+            objects: vec![
+                ensured_object("secret", &spec.namespace, &name, secret),
+                ensured_object("job", &spec.namespace, &name, outcome),
+            ],
+            secret_data,
+        })
     }
 
     async fn delete_workload(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::RuntimeDeps;
@@ -28,6 +29,9 @@ struct Payload {
 
 /// How much later than the run deadline the Job's own `activeDeadlineSeconds` falls.
 const CLUSTER_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The Secret key of the run token; only its SHA-256 is stored in the database.
+const RUN_TOKEN_KEY: &str = "run-token";
 
 /// Keys of the per-run Secret and the variables that read them.
 const SECRET_ENV: [(&str, &str); 3] = [
@@ -109,9 +113,12 @@ pub async fn handle<R: ClusterRuntime>(
     tx.commit().await.map_err(map_sqlx_error)?;
 
     match create_objects(&deps, &run, &identity, &namespace).await {
-        Ok(effects) => {
+        Ok((effects, token_hash)) => {
             let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
             ctx.lock_lease(&mut tx).await?;
+            if let Some(hash) = &token_hash {
+                store::set_run_token_hash(&mut tx, run_id, run.attempt, hash).await?;
+            }
             // Canceled or relaunched while the objects were being made: they are nobody's now.
             // (Its pod may already run: any active status of the same attempt still wants them.)
             let still_wanted = match store::lock_run(&mut tx, run_id).await? {
@@ -159,12 +166,14 @@ fn effects_of(objects: Vec<EnsuredObject>, extra: &serde_json::Value) -> Effects
         .collect()
 }
 
+/// Creates or adopts the run's objects; returns their audit rows and the SHA-256 of the run token
+/// the Secret really holds.
 async fn create_objects<R: ClusterRuntime>(
     deps: &RuntimeDeps<R>,
     run: &RuntimeRun,
     identity: &RunIdentity,
     namespace: &str,
-) -> Result<Effects, RuntimeError> {
+) -> Result<(Effects, Option<Vec<u8>>), RuntimeError> {
     let mut effects = Effects::new();
     let full_env = run.runtime_mode == "full-env";
     if full_env {
@@ -191,16 +200,20 @@ async fn create_objects<R: ClusterRuntime>(
         ));
     }
     let spec = workload_spec(deps, run, identity, namespace, full_env);
-    let objects = deps.cluster.ensure_workload(&spec).await?;
+    let workload = deps.cluster.ensure_workload(&spec).await?;
+    let token_hash = workload
+        .secret_data
+        .get(RUN_TOKEN_KEY)
+        .map(|token| Sha256::digest(token.0.as_bytes()).to_vec());
     effects.extend(effects_of(
-        objects,
+        workload.objects,
         &json!({
             "attempt": identity.attempt,
             "image": spec.image,
             "secret_keys": spec.secret_data.keys().collect::<Vec<_>>(),
         }),
     ));
-    Ok(effects)
+    Ok((effects, token_hash))
 }
 
 fn workload_spec<R>(
@@ -236,7 +249,7 @@ fn workload_spec<R>(
         .iter()
         .map(|(_, key)| {
             let value = match *key {
-                "run-token" => hex::encode(rand::random::<[u8; 32]>()),
+                RUN_TOKEN_KEY => hex::encode(rand::random::<[u8; 32]>()),
                 _ => String::new(),
             };
             ((*key).to_owned(), SecretValue(value))

@@ -117,6 +117,22 @@ pub async fn relaunch(
     Ok(())
 }
 
+pub async fn set_run_token_hash(
+    tx: &mut PgConnection,
+    id: Uuid,
+    attempt: i32,
+    hash: &[u8],
+) -> Result<(), RepositoryError> {
+    sqlx::query(sql!("agent_runs/set_run_token_hash"))
+        .bind(id)
+        .bind(attempt)
+        .bind(hash)
+        .execute(tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(())
+}
+
 pub async fn set_status(
     tx: &mut PgConnection,
     id: Uuid,
