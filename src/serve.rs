@@ -48,13 +48,14 @@ pub enum StartError {
 
 /// Every job kind this build declares, whether or not a handler exists yet: jobs of other kinds
 /// get an "unknown kind" error recorded by queue maintenance.
-pub const DECLARED_KINDS: [&JobKind; 6] = [
+pub const DECLARED_KINDS: [&JobKind; 7] = [
     &control::PROCESS_EVENT,
     &worker::LAUNCH_RUN,
     &worker::CANCEL_RUN,
     &worker::GITHUB_COMMENT,
     &worker::GITHUB_ACKNOWLEDGE,
     &worker::GITHUB_STATUS_COMMENT,
+    &worker::GITHUB_LABELS,
 ];
 
 /// The job handlers a process with `roles` runs; `cluster` is set when the worker role runs.

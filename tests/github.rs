@@ -265,3 +265,31 @@ async fn a_run_keeps_one_status_comment_edited_as_its_status_changes() {
     assert!(body.contains("<!-- codex-k8s:run:"), "{body}");
     assert_eq!(github.reactions("Codertocat/Hello-World", 5), vec!["eyes"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labels_job_moves_labels_and_tolerates_a_missing_one() {
+    let w = world().await;
+    let first = w
+        .comment_job(14, "Starting.", &["run:dev", "state:blocked"])
+        .await;
+    job_in_state(
+        &w.db.pool,
+        first,
+        JobState::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    let job = NewJob::new(json!({
+        "repository_id": w.repository, "target_number": 14,
+        "add": ["state:in-review"], "remove": ["run:dev", "not-there"],
+    }));
+    let id = queue::enqueue(&w.db.pool, &codex_k8s::worker::GITHUB_LABELS, job)
+        .await
+        .unwrap()
+        .unwrap();
+    job_in_state(&w.db.pool, id, JobState::Succeeded, Duration::from_secs(20)).await;
+    assert_eq!(
+        w.github.labels("Codertocat/Hello-World", 14),
+        vec!["state:blocked", "state:in-review"]
+    );
+}

@@ -127,31 +127,85 @@ struct Acknowledge {
     target_number: i64,
 }
 
+/// The item number of a payload, which must be positive.
+fn item_number(number: i64) -> Result<u64, JobError> {
+    u64::try_from(number).map_err(|_| JobError::permanent(format!("invalid item number {number}")))
+}
+
+/// Audits what a job did on `repo` item `number`, fenced by the job's lease. `details` is merged
+/// into the payload beside the target.
+async fn audit_effect<C>(
+    ctx: &JobContext,
+    deps: &ProviderDeps<C>,
+    repo: &RepoRef,
+    number: u64,
+    event_type: &str,
+    details: serde_json::Value,
+) -> Result<(), JobError> {
+    let mut payload = json!({
+        "target": { "repository": format!("{}/{}", repo.owner, repo.name), "number": number },
+    });
+    if let (Some(p), Some(extra)) = (payload.as_object_mut(), details.as_object()) {
+        p.extend(extra.clone());
+    }
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    ctx.lock_lease(&mut tx).await?;
+    audit::append_system(
+        &mut tx,
+        &ctx.correlation_id.to_string(),
+        None,
+        event_type,
+        payload,
+    )
+    .await?;
+    tx.commit().await.map_err(map_sqlx_error)?;
+    Ok(())
+}
+
 /// The `github_acknowledge` handler: marks the item whose label started a run as seen.
 pub async fn acknowledge<C: ProviderConnector>(
     ctx: JobContext,
     deps: Arc<ProviderDeps<C>>,
 ) -> Result<(), JobError> {
     let payload: Acknowledge = ctx.parse_payload()?;
-    let number = u64::try_from(payload.target_number).map_err(|_| {
-        JobError::permanent(format!("invalid item number {}", payload.target_number))
-    })?;
+    let number = item_number(payload.target_number)?;
     let (repo, provider) = connect(&deps, payload.repository_id).await?;
     provider
         .acknowledge(&repo, number)
         .await
         .map_err(job_error)?;
-    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
-    ctx.lock_lease(&mut tx).await?;
-    let target = json!({ "repository": format!("{}/{}", repo.owner, repo.name), "number": number });
-    audit::append_system(
-        &mut tx,
-        &ctx.correlation_id.to_string(),
-        None,
-        "github.acknowledged",
-        json!({ "target": target }),
-    )
-    .await?;
-    tx.commit().await.map_err(map_sqlx_error)?;
-    Ok(())
+    audit_effect(&ctx, &deps, &repo, number, "github.acknowledged", json!({})).await
+}
+
+#[derive(Deserialize)]
+struct Labels {
+    repository_id: Uuid,
+    target_number: i64,
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// The `github_labels` handler: adds and removes labels on an issue or pull request. Both are
+/// idempotent at the host, so a retry after a crash changes nothing twice.
+pub async fn labels<C: ProviderConnector>(
+    ctx: JobContext,
+    deps: Arc<ProviderDeps<C>>,
+) -> Result<(), JobError> {
+    let payload: Labels = ctx.parse_payload()?;
+    let number = item_number(payload.target_number)?;
+    let (repo, provider) = connect(&deps, payload.repository_id).await?;
+    for label in &payload.remove {
+        provider
+            .remove_label(&repo, number, label)
+            .await
+            .map_err(job_error)?;
+    }
+    provider
+        .add_labels(&repo, number, &payload.add)
+        .await
+        .map_err(job_error)?;
+    let details = json!({ "added": payload.add, "removed": payload.remove });
+    audit_effect(&ctx, &deps, &repo, number, "github.labels.changed", details).await
 }

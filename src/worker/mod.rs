@@ -31,6 +31,9 @@ pub const LAUNCH_RUN: JobKind = JobKind::new("launch_run").timeout(Duration::fro
 pub const CANCEL_RUN: JobKind = JobKind::new("cancel_run").timeout(Duration::from_secs(120));
 /// Posts a comment (and optionally labels) on an issue or pull request.
 pub const GITHUB_COMMENT: JobKind = JobKind::new("github_comment").timeout(Duration::from_secs(60));
+/// Adds and removes labels on an issue or pull request (payload: repository id, item number,
+/// `add`, `remove`).
+pub const GITHUB_LABELS: JobKind = JobKind::new("github_labels").timeout(Duration::from_secs(60));
 /// Renders a run's status comment on its issue or pull request (payload: `{"run_id": …}`).
 pub const GITHUB_STATUS_COMMENT: JobKind =
     JobKind::new("github_status_comment").timeout(Duration::from_secs(60));
@@ -60,6 +63,10 @@ pub fn provider_handlers<C: crate::domain::provider::ProviderConnector>(
     deps: Arc<ProviderDeps<C>>,
 ) -> Registry {
     let mut registry = Registry::new();
+    let labelling = deps.clone();
+    registry.register(GITHUB_LABELS, move |ctx| {
+        comment::labels(ctx, labelling.clone())
+    });
     let statuses = deps.clone();
     registry.register(GITHUB_STATUS_COMMENT, move |ctx| {
         status_comment::handle(ctx, statuses.clone())
