@@ -463,7 +463,7 @@ impl Carry<'_> {
             if !from.can_become(RunStatus::Canceled) {
                 continue;
             }
-            store::set_run_status(self.tx, run.id, RunStatus::Canceled.key(), Some(why)).await?;
+            crate::store::runs::set_status(self.tx, run.id, RunStatus::Canceled, Some(why)).await?;
             let status = crate::worker::status_comment_job(run.id, self.correlation);
             queue::enqueue(&mut *self.tx, &GITHUB_STATUS_COMMENT, status).await?;
             // A pending run has no workload yet; its launch job finds it canceled and stops.

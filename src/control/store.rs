@@ -175,19 +175,3 @@ pub async fn lock_active_runs(
         .await
         .map_err(map_sqlx_error)
 }
-
-pub async fn set_run_status(
-    tx: &mut PgConnection,
-    id: Uuid,
-    status: &str,
-    reason: Option<&str>,
-) -> Result<(), RepositoryError> {
-    sqlx::query(sql!("agent_runs/set_status"))
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .execute(tx)
-        .await
-        .map_err(map_sqlx_error)?;
-    Ok(())
-}

@@ -7,6 +7,7 @@ pub mod audit;
 mod errors;
 pub mod migrations;
 mod pool;
+pub mod runs;
 
 pub use errors::map_sqlx_error;
 pub use pool::{PoolSettings, connect, connect_lazy};

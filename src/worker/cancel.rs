@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use uuid::Uuid;
-
 use super::RuntimeDeps;
 use super::runs::{self, status_of};
 use super::store;
@@ -14,16 +11,11 @@ use crate::domain::runtime::ClusterRuntime;
 use crate::queue::{JobContext, JobError};
 use crate::store::map_sqlx_error;
 
-#[derive(Deserialize)]
-struct Payload {
-    run_id: Uuid,
-}
-
 pub async fn handle<R: ClusterRuntime>(
     ctx: JobContext,
     deps: Arc<RuntimeDeps<R>>,
 ) -> Result<(), JobError> {
-    let Payload { run_id } = ctx.parse_payload()?;
+    let super::RunJob { run_id } = ctx.parse_payload()?;
     let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
     ctx.lock_lease(&mut tx).await?;
     let Some(run) = store::lock_run(&mut tx, run_id).await? else {

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::RuntimeDeps;
 use super::runs::{self, audit, status_of};
@@ -21,11 +19,6 @@ use crate::domain::runtime::{
 };
 use crate::queue::{self, JobContext, JobError};
 use crate::store::map_sqlx_error;
-
-#[derive(Deserialize)]
-struct Payload {
-    run_id: Uuid,
-}
 
 /// How much later than the run deadline the Job's own `activeDeadlineSeconds` falls.
 const CLUSTER_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
@@ -44,7 +37,7 @@ pub async fn handle<R: ClusterRuntime>(
     ctx: JobContext,
     deps: Arc<RuntimeDeps<R>>,
 ) -> Result<(), JobError> {
-    let Payload { run_id } = ctx.parse_payload()?;
+    let super::RunJob { run_id } = ctx.parse_payload()?;
     let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
     ctx.lock_lease(&mut tx).await?;
     let Some(mut run) = store::lock_run(&mut tx, run_id).await? else {

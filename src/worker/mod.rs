@@ -49,6 +49,12 @@ pub fn launch_job(run_id: uuid::Uuid, attempt: i32, correlation: &str) -> crate:
         .correlation_id(uuid::Uuid::parse_str(correlation).unwrap_or(run_id))
 }
 
+/// The payload of `launch_run` and `cancel_run`.
+#[derive(serde::Deserialize)]
+struct RunJob {
+    run_id: uuid::Uuid,
+}
+
 /// What the runtime handlers need.
 pub struct RuntimeDeps<R> {
     pub pool: PgPool,

@@ -40,7 +40,7 @@ pub async fn transition(
     if !from.can_become(next) {
         return Ok(false);
     }
-    store::set_status(tx, run.id, next.key(), reason).await?;
+    crate::store::runs::set_status(tx, run.id, next, reason).await?;
     run.status = next.key().to_owned();
     queue::enqueue(
         &mut *tx,

@@ -133,22 +133,6 @@ pub async fn set_run_token_hash(
     Ok(())
 }
 
-pub async fn set_status(
-    tx: &mut PgConnection,
-    id: Uuid,
-    status: &str,
-    reason: Option<&str>,
-) -> Result<(), RepositoryError> {
-    sqlx::query(sql!("agent_runs/set_status"))
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .execute(tx)
-        .await
-        .map_err(map_sqlx_error)?;
-    Ok(())
-}
-
 /// A run whose workload should exist.
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct RunWithWorkload {
