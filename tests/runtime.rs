@@ -381,11 +381,12 @@ async fn a_run_goes_from_pending_to_succeeded_with_checked_objects_and_no_secret
         audit.iter().all(|p| !p.contains(&token)),
         "no secret in flow_events"
     );
-    assert_eq!(
-        c.token_hash(run.id).await,
-        Some(sha256(&token)),
-        "only the token's hash is stored"
-    );
+    // The launch records the hash right after the API answered; wait for that commit.
+    let expected = sha256(&token);
+    eventually(WAIT, "the run token's hash to be stored", || async {
+        (c.token_hash(run.id).await.as_ref() == Some(&expected)).then_some(())
+    })
+    .await;
 
     // Pod phases drive the run.
     c.set_pod(&run, &pod, fake_k8s::pod_running()).await;

@@ -113,9 +113,10 @@ pub async fn handle<R: ClusterRuntime>(
                 store::set_run_token_hash(&mut tx, run_id, run.attempt, hash).await?;
             }
             // Canceled or relaunched while the objects were being made: they are nobody's now.
-            // (Its pod may already run: any active status of the same attempt still wants them.)
+            // (A run of this attempt that already ran, or even ended by itself, keeps them: its
+            // pod can finish before this transaction, and whoever stopped it deleted them.)
             let still_wanted = match store::lock_run(&mut tx, run_id).await? {
-                Some(now) => now.attempt == run.attempt && status_of(&now)?.is_active(),
+                Some(now) => now.attempt == run.attempt && status_of(&now)? != RunStatus::Canceled,
                 None => false,
             };
             for (event, payload) in effects {
