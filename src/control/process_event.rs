@@ -425,7 +425,7 @@ impl Carry<'_> {
         .unique_key(format!("ack:{run_id}"))
         .correlation_id(Uuid::parse_str(self.correlation).unwrap_or(run_id));
         queue::enqueue(&mut *self.tx, &GITHUB_ACKNOWLEDGE, ack).await?;
-        let status = crate::worker::status_comment_job(run_id, self.correlation);
+        let status = crate::worker::status_comment_job(run_id, "pending", self.correlation);
         queue::enqueue(&mut *self.tx, &GITHUB_STATUS_COMMENT, status).await?;
         self.audit(
             Some(run_id),
@@ -464,7 +464,7 @@ impl Carry<'_> {
                 continue;
             }
             crate::store::runs::set_status(self.tx, run.id, RunStatus::Canceled, Some(why)).await?;
-            let status = crate::worker::status_comment_job(run.id, self.correlation);
+            let status = crate::worker::status_comment_job(run.id, "canceled", self.correlation);
             queue::enqueue(&mut *self.tx, &GITHUB_STATUS_COMMENT, status).await?;
             // A pending run has no workload yet; its launch job finds it canceled and stops.
             if from != RunStatus::Pending {

@@ -75,7 +75,7 @@ pub async fn handle<R: ClusterRuntime>(
                 queue::enqueue(
                     &mut *tx,
                     &super::GITHUB_STATUS_COMMENT,
-                    super::status_comment_job(run_id, &run.correlation_id),
+                    super::status_comment_job(run_id, "waiting", &run.correlation_id),
                 )
                 .await?;
                 run.status = RunStatus::Waiting.key().to_owned();
@@ -94,7 +94,7 @@ pub async fn handle<R: ClusterRuntime>(
         queue::enqueue(
             &mut *tx,
             &super::GITHUB_STATUS_COMMENT,
-            super::status_comment_job(run_id, &run.correlation_id),
+            super::status_comment_job(run_id, "starting", &run.correlation_id),
         )
         .await?;
         let from = run.status.clone();

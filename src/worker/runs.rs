@@ -45,7 +45,7 @@ pub async fn transition(
     queue::enqueue(
         &mut *tx,
         &super::GITHUB_STATUS_COMMENT,
-        super::status_comment_job(run.id, &run.correlation_id),
+        super::status_comment_job(run.id, next.key(), &run.correlation_id),
     )
     .await?;
     let event = format!("run.{}", next.key());
@@ -191,7 +191,7 @@ pub async fn workload_lost<R: ClusterRuntime>(
     queue::enqueue(
         &mut *tx,
         &super::GITHUB_STATUS_COMMENT,
-        super::status_comment_job(run_id, &run.correlation_id),
+        super::status_comment_job(run_id, "relaunched", &run.correlation_id),
     )
     .await?;
     let job = super::launch_job(run_id, next.attempt, &run.correlation_id);

@@ -17,10 +17,12 @@ use crate::sql;
 use crate::store::audit;
 use crate::store::map_sqlx_error;
 
-/// The job that (re)renders run `run_id`'s status comment; one unfinished per run.
-pub fn job(run_id: Uuid, correlation: &str) -> NewJob {
+/// The job that (re)renders run `run_id`'s status comment after it became `status`: one unfinished
+/// per (run, status), so repeats coalesce but a later status always gets its own rendering even
+/// while an earlier one runs.
+pub fn job(run_id: Uuid, status: &str, correlation: &str) -> NewJob {
     NewJob::new(json!({ "run_id": run_id }))
-        .unique_key(format!("status:{run_id}"))
+        .unique_key(format!("status:{run_id}:{status}"))
         .correlation_id(Uuid::parse_str(correlation).unwrap_or(run_id))
 }
 
@@ -176,8 +178,17 @@ pub async fn handle<C: ProviderConnector>(
         .map_err(|_| JobError::permanent(format!("invalid item number {}", view.target_number)))?;
     let (repo, provider) = connect(&deps, view.repository_id).await?;
     let marker = format!("<!-- codex-k8s:run:{run_id} -->");
-    // A change that lands while this job runs finds it unfinished and enqueues nothing: render
-    // again until what was posted is what the database says (bounded, the next change retries).
+    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
+    sqlx::query(sql!("agent_runs/lock_status_comment"))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    // Re-read under the lock (an earlier job may have rendered meanwhile), and again after posting
+    // in case the status moved while this job ran.
+    if let Some((now, now_timeline)) = read(&deps.pool, run_id).await? {
+        (view, timeline) = (now, now_timeline);
+    }
     let mut comment = None;
     for _ in 0..3 {
         let body = render(&view, &timeline, &deps.console_url);
@@ -195,7 +206,6 @@ pub async fn handle<C: ProviderConnector>(
         }
     }
     let comment = comment.expect("rendered at least once");
-    let mut tx = deps.pool.begin().await.map_err(map_sqlx_error)?;
     ctx.lock_lease(&mut tx).await?;
     let event = if comment.created {
         "github.status_comment.created"
